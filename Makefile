@@ -1,0 +1,35 @@
+# `make train` and `make test` each build .venv when it is missing, then run.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+MNIST_NPZ ?= $(abspath $(wildcard ../shared/data/mnist.npz))
+export MNIST_NPZ
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+.PHONY: train test lint bench notebook clean
+
+$(BIN)/activate: requirements.txt requirements-dev.txt pyproject.toml
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	$(BIN)/pip install --quiet --no-deps -e .
+	touch $(BIN)/activate
+
+train: $(BIN)/activate  ## train the model; writes model.zip, training_history.log, model_plot.png
+	$(BIN)/python train.py $(ARGS)
+
+test: $(BIN)/activate  ## run the test suite
+	$(BIN)/python -m pytest $(ARGS)
+
+lint: $(BIN)/activate
+	$(BIN)/ruff check .
+
+bench: $(BIN)/activate  ## compare this model with the original project's architecture
+	$(BIN)/python bench.py $(ARGS)
+
+notebook: $(BIN)/activate  ## execute the notebook in place, outputs included
+	$(BIN)/jupyter nbconvert --to notebook --execute --inplace \
+	  --ExecutePreprocessor.timeout=1800 MNIST_Image_Classification_and_Summed_Output_Project.ipynb
+
+clean:
+	rm -rf checkpoints runs .pytest_cache .ruff_cache .hypothesis

@@ -1,0 +1,269 @@
+"""MNIST data for the two-input / two-output network.
+
+Loading and checking MNIST, one-hot addends, 0-18 sum labels, a stratified
+train/validation split, batched image augmentation and the Keras data set
+(`MnistSumDataset`) that feeds the model:
+
+    inputs  {"image": (B, 28, 28, 1) uint8 pixels, "addend": (B, 10) one-hot}
+    targets {"digit": (B, 10) one-hot,              "sum": (B, 19) one-hot}
+"""
+
+import math
+import os
+import zipfile
+
+import keras
+import numpy as np
+from sklearn.model_selection import train_test_split
+
+IMAGE_SIZE = 28
+NUM_DIGITS = 10  # digits 0-9, and addends 0-9
+NUM_SUMS = 19  # sums 0-18
+VALIDATION_SIZE = 5_000  # of the 60,000 training images; 55,000 remain for training
+MNIST_KEYS = ("x_train", "y_train", "x_test", "y_test")
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_mnist(path=None):
+    """Return `(x_train, y_train), (x_test, y_test)` as uint8 arrays.
+
+    The source is `path`, else the `MNIST_NPZ` environment variable, else
+    Keras' own download (`keras.datasets.mnist.load_data()`).
+    """
+    path = path or os.environ.get("MNIST_NPZ")
+    if path is None:
+        (x_train, y_train), (x_test, y_test) = keras.datasets.mnist.load_data()
+        source = "keras.datasets.mnist"
+    else:
+        x_train, y_train, x_test, y_test = _read_npz(path)
+        source = os.fspath(path)
+    _check_split(x_train, y_train, "train", source)
+    _check_split(x_test, y_test, "test", source)
+    return (x_train, y_train), (x_test, y_test)
+
+
+def _read_npz(path):
+    if os.path.isdir(path):
+        raise ValueError(f"MNIST file {path!r} is a directory, not an .npz file")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"MNIST file {path!r} does not exist")
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"MNIST file {path!r} is not a readable .npz file (not a zip archive)")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {key: npz[key] for key in npz.files}
+    except (OSError, zipfile.BadZipFile, EOFError, ValueError) as error:
+        raise ValueError(f"MNIST file {path!r} is not a readable .npz file: {error}") from None
+    missing = [key for key in MNIST_KEYS if key not in arrays]
+    if missing:
+        raise ValueError(f"MNIST file {path!r} lacks the key(s) {missing}; it has {sorted(arrays)}")
+    return tuple(arrays[key] for key in MNIST_KEYS)
+
+
+def _check_split(images, labels, split, source):
+    where = f"MNIST {split} split in {source}"
+    if images.ndim != 3 or images.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE):
+        raise ValueError(f"{where}: images have shape {images.shape}, expected (N, 28, 28)")
+    if images.dtype != np.uint8:
+        raise ValueError(f"{where}: images have dtype {images.dtype}, expected uint8")
+    if labels.ndim != 1 or len(labels) != len(images):
+        raise ValueError(
+            f"{where}: labels have shape {labels.shape}, expected ({len(images)},) to match the images"
+        )
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"{where}: labels have dtype {labels.dtype}, expected integers")
+    if len(labels) and (labels.min() < 0 or labels.max() >= NUM_DIGITS):
+        raise ValueError(f"{where}: labels range {labels.min()}..{labels.max()}, expected 0..9")
+
+
+# --------------------------------------------------------------------------- labels
+
+
+def as_class_indices(values, name, num_classes):
+    """Validate integer class indices in 0..num_classes-1 and return them as an int64 array.
+
+    Accepts a scalar or a 1-D sequence; raises ValueError naming `name` for
+    anything else (non-integers, NaN, out of range, wrong shape, empty).
+    """
+    if values is None:
+        raise ValueError(f"{name} is None; expected integers 0-{num_classes - 1}")
+    try:
+        array = np.asarray(values)
+    except (ValueError, TypeError) as error:
+        raise ValueError(f"{name} is not an array of integers: {error}") from None
+    if array.ndim > 1:
+        raise ValueError(f"{name} must be a scalar or 1-D, got shape {array.shape}")
+    if array.size == 0:
+        raise ValueError(f"{name} is empty")
+    if array.dtype == bool or not (
+        np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)
+    ):
+        raise ValueError(f"{name} must hold integers, got dtype {array.dtype}")
+    if np.issubdtype(array.dtype, np.floating):
+        if not np.all(np.isfinite(array)):
+            raise ValueError(f"{name} contains NaN or infinite values")
+        if not np.all(array == np.round(array)):
+            raise ValueError(f"{name} contains non-integer values such as {array[array != np.round(array)].flat[0]}")
+    if array.min() < 0 or array.max() >= num_classes:
+        raise ValueError(
+            f"{name} must lie in 0-{num_classes - 1}, got values from {array.min():g} to {array.max():g}"
+        )
+    return array.astype(np.int64)
+
+
+def one_hot(indices, name, num_classes):
+    """One-hot encode validated class indices as a float32 (N, num_classes) array."""
+    indices = np.atleast_1d(as_class_indices(indices, name, num_classes))
+    return np.eye(num_classes, dtype=np.float32)[indices]
+
+
+def decode_one_hot(encoded, name="encoded"):
+    """Invert a one-hot (or probability) matrix back to class indices (arg-max per row)."""
+    encoded = np.asarray(encoded)
+    if encoded.ndim != 2 or encoded.shape[1] == 0 or encoded.shape[0] == 0:
+        raise ValueError(f"{name} must be a non-empty (N, classes) matrix, got shape {encoded.shape}")
+    return np.argmax(encoded, axis=1)
+
+
+def encode_addends(addends):
+    """One-hot encode addends 0-9: 7 -> [0,0,0,0,0,0,0,1,0,0], shape (N, 10) float32."""
+    return one_hot(addends, "addends", NUM_DIGITS)
+
+
+def sum_labels(digits, addends):
+    """The 0-18 sum label of each (digit, addend) pair."""
+    digits = np.atleast_1d(as_class_indices(digits, "digits", NUM_DIGITS))
+    addends = np.atleast_1d(as_class_indices(addends, "addends", NUM_DIGITS))
+    if digits.shape != addends.shape:
+        raise ValueError(f"digits ({len(digits)}) and addends ({len(addends)}) differ in length")
+    return digits + addends
+
+
+def encode_sums(sums):
+    """One-hot encode sums 0-18: 13 -> index 13 set, shape (N, 19) float32."""
+    return one_hot(sums, "sums", NUM_SUMS)
+
+
+def draw_addends(count, rng):
+    """`count` random addends 0-9 from a NumPy Generator."""
+    return rng.integers(0, NUM_DIGITS, size=count)
+
+
+# --------------------------------------------------------------------------- split
+
+
+def train_validation_split(images, digits, validation_size=VALIDATION_SIZE, seed=0):
+    """A seeded split that keeps the class balance: 55,000 / 5,000 of MNIST's 60,000 by default."""
+    x_train, x_val, y_train, y_val = train_test_split(
+        images, digits, test_size=validation_size, stratify=digits, random_state=seed
+    )
+    return (x_train, y_train), (x_val, y_val)
+
+
+# --------------------------------------------------------------------------- augmentation
+
+
+def augment_images(images, rng, max_rotation=10.0, max_shift=2.0, zoom_range=0.1):
+    """Randomly rotate (degrees), shift (pixels) and zoom a batch of (B, 28, 28) images.
+
+    One affine transform per image, applied with bilinear interpolation and a
+    black border; never flips (a flipped 2 or 5 is not the same digit).
+    Returns uint8 images of the same shape.
+    """
+    count, height, width = images.shape
+    angle = np.deg2rad(rng.uniform(-max_rotation, max_rotation, count))
+    scale = rng.uniform(1 - zoom_range, 1 + zoom_range, count)
+    shift = rng.uniform(-max_shift, max_shift, (count, 2))
+    # Inverse map: for every output pixel, where to read in the source image.
+    cos, sin = np.cos(angle) / scale, np.sin(angle) / scale
+    rows, cols = np.mgrid[0:height, 0:width].astype(np.float32)
+    center_r, center_c = (height - 1) / 2, (width - 1) / 2
+    out_r = rows[None] - center_r - shift[:, 0, None, None]
+    out_c = cols[None] - center_c - shift[:, 1, None, None]
+    src_r = cos[:, None, None] * out_r - sin[:, None, None] * out_c + center_r
+    src_c = sin[:, None, None] * out_r + cos[:, None, None] * out_c + center_c
+    return _bilinear_sample(images.astype(np.float32), src_r, src_c)
+
+
+def _bilinear_sample(images, src_r, src_c):
+    count, height, width = images.shape
+    padded = np.pad(images, ((0, 0), (1, 1), (1, 1)))  # black border for reads outside
+    src_r = np.clip(src_r + 1, 0, height)  # into padded coordinates
+    src_c = np.clip(src_c + 1, 0, width)
+    r0, c0 = np.floor(src_r).astype(np.int64), np.floor(src_c).astype(np.int64)
+    r1, c1 = np.minimum(r0 + 1, height + 1), np.minimum(c0 + 1, width + 1)
+    wr, wc = src_r - r0, src_c - c0
+    batch = np.arange(count)[:, None, None]
+    top = padded[batch, r0, c0] * (1 - wc) + padded[batch, r0, c1] * wc
+    bottom = padded[batch, r1, c0] * (1 - wc) + padded[batch, r1, c1] * wc
+    return np.clip(np.rint(top * (1 - wr) + bottom * wr), 0, 255).astype(np.uint8)
+
+
+# --------------------------------------------------------------------------- Keras data set
+
+
+class MnistSumDataset(keras.utils.PyDataset):
+    """Batches of ({"image", "addend"}, {"digit", "sum"}) for `model.fit` / `evaluate`.
+
+    training=True: every epoch reshuffles the images, re-draws every image's
+    addend and augments the images, all from `seed` and the epoch number, so
+    the network meets new (image, addend) pairs each epoch and a run is
+    reproducible. training=False: one fixed addend per image (the same for the
+    same seed), the given order, no augmentation.
+    """
+
+    def __init__(self, images, digits, batch_size=128, training=False, seed=0, augment=True, **kwargs):
+        super().__init__(**kwargs)
+        images = np.asarray(images)
+        if images.ndim != 3 or images.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE) or images.dtype != np.uint8:
+            raise ValueError(f"images must be uint8 (N, 28, 28), got {images.dtype} {images.shape}")
+        if len(images) == 0:
+            raise ValueError("images is empty")
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        self.images = images
+        self.digits = np.atleast_1d(as_class_indices(digits, "digits", NUM_DIGITS))
+        if len(self.digits) != len(images):
+            raise ValueError(f"images ({len(images)}) and digits ({len(self.digits)}) differ in length")
+        self.batch_size = batch_size
+        self.training = training
+        self.augment = training and augment
+        self.seed = seed
+        self.epoch = 0
+        self._arrange_epoch()
+
+    def __len__(self):
+        return math.ceil(len(self.images) / self.batch_size)
+
+    def __getitem__(self, index):
+        if not 0 <= index < len(self):
+            raise IndexError(f"batch {index} out of range for {len(self)} batches")
+        rows = self.order[index * self.batch_size : (index + 1) * self.batch_size]
+        images = self.images[rows]
+        if self.augment:
+            images = augment_images(images, np.random.default_rng([self.seed, self.epoch, index]))
+        digits, addends = self.digits[rows], self.addends[rows]
+        inputs = {"image": images[..., None].astype(np.float32), "addend": encode_addends(addends)}
+        targets = {"digit": one_hot(digits, "digits", NUM_DIGITS), "sum": encode_sums(digits + addends)}
+        return inputs, targets
+
+    def on_epoch_end(self):
+        if self.training:
+            self.set_epoch(self.epoch + 1)
+
+    def set_epoch(self, epoch):
+        """Arrange the order and addends of `epoch` (used when a run resumes mid-way)."""
+        self.epoch = epoch
+        self._arrange_epoch()
+
+    def _arrange_epoch(self):
+        count = len(self.images)
+        if self.training:
+            rng = np.random.default_rng([self.seed, self.epoch])
+            self.order = rng.permutation(count)
+        else:
+            rng = np.random.default_rng(self.seed)
+            self.order = np.arange(count)
+        self.addends = draw_addends(count, rng)

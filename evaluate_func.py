@@ -1,0 +1,227 @@
+"""Load the saved model safely, predict digits and sums, and evaluate them.
+
+    model = load_saved_model("model.zip")
+    predict_digit_and_sum(model, image, 7)        # one (28, 28) image, addend 7
+    evaluate_model(model, x_test, y_test, addends)
+"""
+
+import hashlib
+import json
+import os
+import tempfile
+import weakref
+import zipfile
+
+import keras
+import numpy as np
+from sklearn.metrics import classification_report, confusion_matrix
+
+from data_creation import IMAGE_SIZE, NUM_DIGITS, NUM_SUMS, as_class_indices, encode_addends, sum_labels
+
+MODEL_MEMBER = "model.keras"
+METADATA_MEMBER = "metadata.json"
+MAX_UNCOMPRESSED_BYTES = 256 * 2**20  # the model is ~2 MB; anything near this is a zip bomb
+PREDICT_BATCH = 2048
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_saved_model(path="model.zip"):
+    """Load the model from `model.zip` (or a bare `.keras` file) with `safe_mode=True`.
+
+    The archive is treated as untrusted: only `model.keras` and `metadata.json`
+    are read, members with absolute paths, `..` or links and absurd sizes are
+    refused, the model is unpacked into a private temporary directory, and its
+    SHA-256 must match the one `train.py` recorded in the metadata.
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"model file {path!r} does not exist")
+    if os.path.isdir(path):
+        raise ValueError(f"model file {path!r} is a directory")
+    if path.endswith(".keras"):
+        return _load_keras_file(path, path)
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"model file {path!r} is neither a model.zip archive nor a .keras file")
+    with zipfile.ZipFile(path) as archive, tempfile.TemporaryDirectory() as private_dir:
+        _check_archive(archive, path)
+        metadata = json.loads(archive.read(METADATA_MEMBER))
+        keras_path = os.path.join(private_dir, MODEL_MEMBER)
+        with archive.open(MODEL_MEMBER) as source, open(keras_path, "wb") as target:
+            target.write(source.read())
+        expected = metadata.get("model_sha256")
+        if expected is None:
+            raise ValueError(f"model archive {path!r}: metadata.json records no model_sha256")
+        if file_sha256(keras_path) != expected:
+            raise ValueError(f"model archive {path!r}: model.keras does not match its recorded SHA-256 (tampered or corrupt)")
+        return _load_keras_file(keras_path, path)
+
+
+def read_metadata(path="model.zip"):
+    """The training metadata (`metadata.json`) stored in model.zip, as a dict."""
+    with zipfile.ZipFile(path) as archive:
+        _check_archive(archive, os.fspath(path))
+        return json.loads(archive.read(METADATA_MEMBER))
+
+
+def _check_archive(archive, path):
+    members = archive.infolist()
+    names = {member.filename for member in members}
+    if not {MODEL_MEMBER, METADATA_MEMBER} <= names:
+        raise ValueError(f"model archive {path!r} must contain {MODEL_MEMBER} and {METADATA_MEMBER}, has {sorted(names)}")
+    for member in members:
+        name = member.filename
+        if name.startswith(("/", "\\")) or ".." in name.replace("\\", "/").split("/") or ":" in name:
+            raise ValueError(f"model archive {path!r}: refusing member with an unsafe path {name!r}")
+        if (member.external_attr >> 16) & 0o170000 == 0o120000:
+            raise ValueError(f"model archive {path!r}: refusing member {name!r}, which is a symbolic link")
+    total = sum(member.file_size for member in members)
+    if total > MAX_UNCOMPRESSED_BYTES:
+        raise ValueError(f"model archive {path!r} unpacks to {total:,} bytes, over the {MAX_UNCOMPRESSED_BYTES:,} limit")
+
+
+def _load_keras_file(keras_path, shown_path):
+    try:
+        return keras.saving.load_model(keras_path, safe_mode=True, compile=False)
+    except ValueError as error:
+        raise ValueError(f"model file {shown_path!r} could not be loaded safely: {error}") from None
+    except (OSError, zipfile.BadZipFile, KeyError) as error:
+        raise ValueError(f"model file {shown_path!r} is not a readable Keras model: {error}") from None
+
+
+def file_sha256(path):
+    """SHA-256 of a file's bytes, as hex."""
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+# --------------------------------------------------------------------------- prediction
+
+
+def as_mnist_batch(images, name="images"):
+    """Check MNIST-convention pixels (0-255, white on black) and return float32 (N, 28, 28, 1).
+
+    Accepts one image (28, 28) / (28, 28, 1) or a batch (N, 28, 28) / (N, 28, 28, 1).
+    """
+    try:
+        array = np.asarray(images)
+    except (ValueError, TypeError) as error:
+        raise ValueError(f"{name} is not a numeric array: {error}") from None
+    if array.dtype == bool or not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
+        raise ValueError(f"{name} must hold numbers 0-255, got dtype {array.dtype}")
+    if array.shape[-1:] == (1,) and array.ndim in (3, 4):
+        array = array[..., 0]
+    if array.ndim == 2:
+        array = array[None]
+    if array.ndim != 3 or array.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE):
+        raise ValueError(f"{name} must have shape (28, 28), (N, 28, 28) or (N, 28, 28, 1), got {np.shape(images)}")
+    if len(array) == 0:
+        raise ValueError(f"{name} is an empty batch")
+    array = array.astype(np.float32)
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"{name} contains NaN or infinite pixels")
+    if array.min() < 0 or array.max() > 255:
+        raise ValueError(f"{name} must hold pixels 0-255, got {array.min():g} to {array.max():g}")
+    return array[..., None]
+
+
+_compiled_calls = weakref.WeakKeyDictionary()
+
+
+def _compiled_call(model):
+    """A traced inference call per model: ~1 ms per small batch against tens of ms for model.predict."""
+    call = _compiled_calls.get(model)
+    if call is None:
+        import tensorflow as tf  # the TensorFlow backend's graph compiler
+
+        call = tf.function(lambda inputs: model(inputs, training=False), reduce_retracing=True)
+        _compiled_calls[model] = call
+    return call
+
+
+def predict_probabilities(model, images, addends):
+    """Digit (N, 10) and sum (N, 19) probabilities for validated images and addends."""
+    images = as_mnist_batch(images)
+    addends = np.atleast_1d(as_class_indices(addends, "addends", NUM_DIGITS))
+    if len(addends) == 1 and len(images) > 1:
+        addends = np.repeat(addends, len(images))
+    if len(addends) != len(images):
+        raise ValueError(f"addends ({len(addends)}) and images ({len(images)}) differ in length")
+    call = _compiled_call(model)
+    digit_parts, sum_parts = [], []
+    for start in range(0, len(images), PREDICT_BATCH):
+        stop = start + PREDICT_BATCH
+        outputs = call({"image": images[start:stop], "addend": encode_addends(addends[start:stop])})
+        digit_parts.append(keras.ops.convert_to_numpy(outputs["digit"]))
+        sum_parts.append(keras.ops.convert_to_numpy(outputs["sum"]))
+    return np.concatenate(digit_parts), np.concatenate(sum_parts)
+
+
+def predict_digit_and_sum(model, images, addends):
+    """Predict the digit in each image and its sum with the addend.
+
+    `images`: one (28, 28) image or a batch of MNIST pixels (0-255, white on
+    black; `preprocess_image` turns other images into that); `addends`: one int
+    0-9 (used for every image) or one per image. Returns a dict with `digit`
+    and `sum` (int arrays) and `digit_probability` (N, 10), `sum_probability` (N, 19).
+    """
+    digit_probability, sum_probability = predict_probabilities(model, images, addends)
+    return {
+        "digit": digit_probability.argmax(axis=1),
+        "sum": sum_probability.argmax(axis=1),
+        "digit_probability": digit_probability,
+        "sum_probability": sum_probability,
+    }
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def evaluate_model(model, images, digits, addends):
+    """Accuracy, loss, consistency, confusion matrices, reports and errors on a labelled set.
+
+    Returns a dict: `digit_accuracy`, `sum_accuracy`, `digit_loss`, `sum_loss`,
+    `consistency` (share of predicted sum == predicted digit + addend),
+    `digit_confusion` (10x10), `sum_confusion` (19x19), `digit_report` and
+    `sum_report` (scikit-learn classification reports, text), `misclassified`
+    (indices where the digit or the sum is wrong) and `predictions`.
+    """
+    digits = np.atleast_1d(as_class_indices(digits, "digits", NUM_DIGITS))
+    addends = np.atleast_1d(as_class_indices(addends, "addends", NUM_DIGITS))
+    true_sums = sum_labels(digits, addends)
+    predictions = predict_digit_and_sum(model, images, addends)
+    if len(predictions["digit"]) != len(digits):
+        raise ValueError(f"images ({len(predictions['digit'])}) and digits ({len(digits)}) differ in length")
+    digit_hit = predictions["digit"] == digits
+    sum_hit = predictions["sum"] == true_sums
+    return {
+        "digit_accuracy": float(digit_hit.mean()),
+        "sum_accuracy": float(sum_hit.mean()),
+        "digit_loss": _cross_entropy(predictions["digit_probability"], digits),
+        "sum_loss": _cross_entropy(predictions["sum_probability"], true_sums),
+        "consistency": float(np.mean(predictions["sum"] == predictions["digit"] + addends)),
+        "digit_confusion": confusion_matrix(digits, predictions["digit"], labels=range(NUM_DIGITS)),
+        "sum_confusion": confusion_matrix(true_sums, predictions["sum"], labels=range(NUM_SUMS)),
+        "digit_report": classification_report(digits, predictions["digit"], labels=range(NUM_DIGITS), digits=4, zero_division=0),
+        "sum_report": classification_report(true_sums, predictions["sum"], labels=range(NUM_SUMS), digits=4, zero_division=0),
+        "misclassified": np.flatnonzero(~(digit_hit & sum_hit)),
+        "predictions": predictions,
+    }
+
+
+def _cross_entropy(probabilities, labels):
+    targets = keras.ops.one_hot(labels, probabilities.shape[1])
+    return float(keras.ops.mean(keras.losses.categorical_crossentropy(targets, probabilities)))
+
+
+def addition_table(model, images, digits, addends=range(NUM_DIGITS)):
+    """10x10 table of predicted sums: row = digit, column = addend, for one image of each digit.
+
+    Uses the first image of each digit in `images`.
+    """
+    digits = np.atleast_1d(as_class_indices(digits, "digits", NUM_DIGITS))
+    firsts = [int(np.flatnonzero(digits == d)[0]) for d in range(NUM_DIGITS)]
+    addends = list(addends)
+    batch = np.repeat(np.asarray(images)[firsts], len(addends), axis=0)
+    predicted = predict_digit_and_sum(model, batch, np.tile(addends, NUM_DIGITS))["sum"]
+    return predicted.reshape(NUM_DIGITS, len(addends))

@@ -1,0 +1,39 @@
+"""Shared fixtures: the real MNIST (skipped without it), small image sets and one untrained model."""
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@pytest.fixture(scope="session")
+def mnist():
+    """`(x_train, y_train), (x_test, y_test)` from $MNIST_NPZ; skips the test when it is not set."""
+    path = os.environ.get("MNIST_NPZ")
+    if not path or not os.path.exists(path):
+        pytest.skip("MNIST_NPZ is not set to an mnist.npz (make test sets it to ../shared/data/mnist.npz)")
+    from data_creation import load_mnist
+
+    return load_mnist(path)
+
+
+@pytest.fixture
+def digit_images():
+    """20 synthetic uint8 (28, 28) images and their labels, for tests that need no real data."""
+    rng = np.random.default_rng(0)
+    images = np.zeros((20, 28, 28), np.uint8)
+    images[:, 8:20, 10:18] = rng.integers(100, 256, size=(20, 12, 8))
+    return images, np.arange(20) % 10
+
+
+@pytest.fixture(scope="session")
+def untrained_model():
+    from network_architecture import build_model
+
+    return build_model()
