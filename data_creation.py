@@ -69,9 +69,7 @@ def _check_split(images, labels, split, source):
     if images.dtype != np.uint8:
         raise ValueError(f"{where}: images have dtype {images.dtype}, expected uint8")
     if labels.ndim != 1 or len(labels) != len(images):
-        raise ValueError(
-            f"{where}: labels have shape {labels.shape}, expected ({len(images)},) to match the images"
-        )
+        raise ValueError(f"{where}: labels have shape {labels.shape}, expected ({len(images)},) to match the images")
     if not np.issubdtype(labels.dtype, np.integer):
         raise ValueError(f"{where}: labels have dtype {labels.dtype}, expected integers")
     if len(labels) and (labels.min() < 0 or labels.max() >= NUM_DIGITS):
@@ -97,9 +95,7 @@ def as_class_indices(values, name, num_classes):
         raise ValueError(f"{name} must be a scalar or 1-D, got shape {array.shape}")
     if array.size == 0:
         raise ValueError(f"{name} is empty")
-    if array.dtype == bool or not (
-        np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)
-    ):
+    if array.dtype == bool or not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
         raise ValueError(f"{name} must hold integers, got dtype {array.dtype}")
     if np.issubdtype(array.dtype, np.floating):
         if not np.all(np.isfinite(array)):
@@ -107,9 +103,7 @@ def as_class_indices(values, name, num_classes):
         if not np.all(array == np.round(array)):
             raise ValueError(f"{name} contains non-integer values such as {array[array != np.round(array)].flat[0]}")
     if array.min() < 0 or array.max() >= num_classes:
-        raise ValueError(
-            f"{name} must lie in 0-{num_classes - 1}, got values from {array.min():g} to {array.max():g}"
-        )
+        raise ValueError(f"{name} must lie in 0-{num_classes - 1}, got values from {array.min():g} to {array.max():g}")
     return array.astype(np.int64)
 
 
@@ -177,28 +171,31 @@ def augment_images(images, rng, max_rotation=10.0, max_shift=2.0, zoom_range=0.1
     scale = rng.uniform(1 - zoom_range, 1 + zoom_range, count)
     shift = rng.uniform(-max_shift, max_shift, (count, 2))
     # Inverse map: for every output pixel, where to read in the source image.
-    cos, sin = np.cos(angle) / scale, np.sin(angle) / scale
-    rows, cols = np.mgrid[0:height, 0:width].astype(np.float32)
+    cos = (np.cos(angle) / scale).astype(np.float32)[:, None, None]
+    sin = (np.sin(angle) / scale).astype(np.float32)[:, None, None]
     center_r, center_c = (height - 1) / 2, (width - 1) / 2
-    out_r = rows[None] - center_r - shift[:, 0, None, None]
-    out_c = cols[None] - center_c - shift[:, 1, None, None]
-    src_r = cos[:, None, None] * out_r - sin[:, None, None] * out_c + center_r
-    src_c = sin[:, None, None] * out_r + cos[:, None, None] * out_c + center_c
-    return _bilinear_sample(images.astype(np.float32), src_r, src_c)
+    rows, cols = np.mgrid[0:height, 0:width].astype(np.float32)
+    out_r = rows - center_r - shift[:, 0, None, None].astype(np.float32)
+    out_c = cols - center_c - shift[:, 1, None, None].astype(np.float32)
+    src_r = cos * out_r - sin * out_c + center_r
+    src_c = sin * out_r + cos * out_c + center_c
+    return _bilinear_sample(images, src_r, src_c)
 
 
 def _bilinear_sample(images, src_r, src_c):
+    """Read `images` at fractional (row, col) positions; outside the image is black."""
     count, height, width = images.shape
-    padded = np.pad(images, ((0, 0), (1, 1), (1, 1)))  # black border for reads outside
-    src_r = np.clip(src_r + 1, 0, height)  # into padded coordinates
+    padded = np.pad(images.astype(np.float32), ((0, 0), (1, 1), (1, 1))).ravel()
+    src_r = np.clip(src_r + 1, 0, height)  # into padded coordinates, inside the black border
     src_c = np.clip(src_c + 1, 0, width)
-    r0, c0 = np.floor(src_r).astype(np.int64), np.floor(src_c).astype(np.int64)
-    r1, c1 = np.minimum(r0 + 1, height + 1), np.minimum(c0 + 1, width + 1)
+    r0, c0 = np.floor(src_r), np.floor(src_c)
     wr, wc = src_r - r0, src_c - c0
-    batch = np.arange(count)[:, None, None]
-    top = padded[batch, r0, c0] * (1 - wc) + padded[batch, r0, c1] * wc
-    bottom = padded[batch, r1, c0] * (1 - wc) + padded[batch, r1, c1] * wc
-    return np.clip(np.rint(top * (1 - wr) + bottom * wr), 0, 255).astype(np.uint8)
+    stride = width + 2
+    top_left = (np.arange(count, dtype=np.int32)[:, None, None] * (height + 2) + r0.astype(np.int32)) * stride
+    top_left += c0.astype(np.int32)
+    top = padded[top_left] * (1 - wc) + padded[top_left + 1] * wc
+    bottom = padded[top_left + stride] * (1 - wc) + padded[top_left + stride + 1] * wc
+    return np.rint(top * (1 - wr) + bottom * wr).astype(np.uint8)
 
 
 # --------------------------------------------------------------------------- Keras data set

@@ -38,15 +38,21 @@ ARCHIVE_FILE = "model.zip"
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=positive_int, default=None, help=f"default {EPOCHS} ({QUICK['epochs']} with --quick)")
+    parser.add_argument(
+        "--epochs", type=positive_int, default=None, help=f"default {EPOCHS} ({QUICK['epochs']} with --quick)"
+    )
     parser.add_argument("--batch-size", type=positive_int, default=BATCH_SIZE)
     parser.add_argument("--seed", type=int, default=SEED)
     parser.add_argument("--data", metavar="PATH", help="mnist.npz (default: $MNIST_NPZ, else Keras' download)")
     parser.add_argument("--output-dir", type=Path, default=None, help="default: . (runs/quick with --quick)")
     parser.add_argument("--quick", action="store_true", help="a small subset and few epochs, for a look in a minute")
     parser.add_argument("--resume", action="store_true", help="continue the interrupted run in OUTPUT_DIR")
-    parser.add_argument("--strategy", choices=("default", "mirrored"), default="default",
-                        help="mirrored: tf.distribute.MirroredStrategy over all visible GPUs")
+    parser.add_argument(
+        "--strategy",
+        choices=("default", "mirrored"),
+        default="default",
+        help="mirrored: tf.distribute.MirroredStrategy over all visible GPUs",
+    )
     args = parser.parse_args(argv)
     args.epochs = args.epochs or (QUICK["epochs"] if args.quick else EPOCHS)
     args.output_dir = args.output_dir or Path("runs/quick" if args.quick else ".")
@@ -75,20 +81,44 @@ def code_version():
     """The git commit of this checkout (with '+dirty' for uncommitted changes), or 'unknown'."""
     here = Path(__file__).resolve().parent
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here, capture_output=True, text=True, check=True).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=here,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return commit + ("+dirty" if dirty else "")
 
 
 def distribution_scope(strategy):
-    """The scope to build the model in: MirroredStrategy's, or a no-op for the default."""
+    """The scope to build the model in: MirroredStrategy's, or a no-op for the default.
+
+    MirroredStrategy replicates the model on every visible GPU (or, without
+    GPUs, on every logical CPU device) and splits each batch between them.
+    """
     if strategy == "mirrored":
         import tensorflow as tf
 
-        return tf.distribute.MirroredStrategy().scope()
+        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+        return tf.distribute.MirroredStrategy([device.name for device in devices]).scope()
     return contextlib.nullcontext()
+
+
+def learning_rate_schedule(steps_per_epoch, epochs):
+    """Linear warm-up to PEAK_LEARNING_RATE for WARMUP_EPOCHS (at most 1/4 of the run), then cosine decay."""
+    import keras
+
+    steps = epochs * steps_per_epoch
+    warmup = min(WARMUP_EPOCHS * steps_per_epoch, steps // 4)
+    return keras.optimizers.schedules.CosineDecay(
+        0.0, decay_steps=steps - warmup, warmup_target=PEAK_LEARNING_RATE, warmup_steps=warmup
+    )
 
 
 def train_model(
@@ -111,8 +141,8 @@ def train_model(
     """
     import keras
 
-    from helper_mnist import keep_freed_memory, seed_everything
     from data_creation import MnistSumDataset, load_mnist, train_validation_split
+    from helper_mnist import keep_freed_memory, seed_everything
     from network_architecture import build_model, compile_model
 
     keep_freed_memory()
@@ -129,13 +159,8 @@ def train_model(
     val_data = MnistSumDataset(x_val, y_val, 512, seed=seed + 1)
     test_data = MnistSumDataset(x_test, y_test, 512, seed=seed + 2)
 
-    steps = epochs * len(train_data)
-    warmup = min(WARMUP_EPOCHS * len(train_data), steps // 4)
-    schedule = keras.optimizers.schedules.CosineDecay(
-        0.0, decay_steps=steps - warmup, warmup_target=PEAK_LEARNING_RATE, warmup_steps=warmup
-    )
     with distribution_scope(strategy):
-        model = compile_model(build_model(), learning_rate=schedule)
+        model = compile_model(build_model(), learning_rate=learning_rate_schedule(len(train_data), epochs))
 
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -164,13 +189,23 @@ def train_model(
         "epochs_requested": epochs,
         "epochs_run": len(history.epoch),
         "seed": seed,
-        "settings": {"batch_size": batch_size, "peak_learning_rate": PEAK_LEARNING_RATE,
-                     "warmup_epochs": WARMUP_EPOCHS, "quick": quick, "strategy": strategy,
-                     "train_images": len(x_train), "validation_images": len(x_val)},
+        "settings": {
+            "batch_size": batch_size,
+            "peak_learning_rate": PEAK_LEARNING_RATE,
+            "warmup_epochs": WARMUP_EPOCHS,
+            "quick": quick,
+            "strategy": strategy,
+            "train_images": len(x_train),
+            "validation_images": len(x_val),
+        },
         "data_sha256": checksum,
         "code_version": code_version(),
-        "versions": {"python": platform.python_version(), "keras": keras.__version__,
-                     "tensorflow": _tensorflow_version(), "numpy": __import__("numpy").__version__},
+        "versions": {
+            "python": platform.python_version(),
+            "keras": keras.__version__,
+            "tensorflow": _tensorflow_version(),
+            "numpy": __import__("numpy").__version__,
+        },
         "parameters": model.count_params(),
     }
     return model, history, results
@@ -203,8 +238,8 @@ def main(argv=None):
     output_dir = args.output_dir
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
-        probe = tempfile.TemporaryFile(dir=output_dir)
-        probe.close()
+        with tempfile.TemporaryFile(dir=output_dir):
+            pass
     except OSError as error:
         print(f"train.py: error: output directory {str(output_dir)!r} is not writable: {error}", file=sys.stderr)
         return 2
@@ -214,25 +249,38 @@ def main(argv=None):
 
     try:
         model, _, results = train_model(
-            args.data, args.epochs, args.batch_size, args.seed, work_dir,
-            quick=args.quick, resume=args.resume, strategy=args.strategy,
+            args.data,
+            args.epochs,
+            args.batch_size,
+            args.seed,
+            work_dir,
+            quick=args.quick,
+            resume=args.resume,
+            strategy=args.strategy,
+            verbose=1 if sys.stdout.isatty() else 2,  # one line per epoch in logs
         )
     except (ValueError, FileNotFoundError) as error:
         print(f"train.py: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(
+            f"train.py: interrupted; nothing saved was replaced. Continue with --resume --output-dir {output_dir}",
+            file=sys.stderr,
+        )
+        return 130
     print(f"test digit accuracy: {results['test_digit_accuracy']:.4%}")
     print(f"test sum accuracy:   {results['test_sum_accuracy']:.4%}")
 
     try:
-        plot_staged = work_dir / PLOT_FILE
-        if save_model_plot(model, plot_staged):
-            os.replace(plot_staged, output_dir / PLOT_FILE)
-        write_model_archive(model, results, output_dir / ARCHIVE_FILE)
-        os.replace(work_dir / HISTORY_FILE, output_dir / HISTORY_FILE)
+        # Stage everything in the work directory, then rename: all three or none are replaced.
+        write_model_archive(model, results, work_dir / ARCHIVE_FILE)
+        names = [ARCHIVE_FILE, HISTORY_FILE] + ([PLOT_FILE] if save_model_plot(model, work_dir / PLOT_FILE) else [])
+        for name in names:
+            os.replace(work_dir / name, output_dir / name)
     except OSError as error:
         print(f"train.py: error: could not save the results in {str(output_dir)!r}: {error}", file=sys.stderr)
         return 2
-    print(f"saved {output_dir / ARCHIVE_FILE}, {output_dir / HISTORY_FILE}, {output_dir / PLOT_FILE}")
+    print("saved " + ", ".join(str(output_dir / name) for name in names))
     return 0
 
 

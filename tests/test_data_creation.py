@@ -146,7 +146,7 @@ def test_batches_have_named_shapes_dtypes_and_consistent_labels(digit_images):
     assert inputs["image"].shape == (8, 28, 28, 1) and inputs["image"].dtype == np.float32
     assert inputs["addend"].shape == (8, 10) and targets["digit"].shape == (8, 10)
     assert targets["sum"].shape == (8, 19)
-    assert 0 <= inputs["image"].min() and inputs["image"].max() <= 255
+    assert inputs["image"].min() >= 0 and inputs["image"].max() <= 255
     expected_sum = decode_one_hot(targets["digit"]) + decode_one_hot(inputs["addend"])
     assert decode_one_hot(targets["sum"]).tolist() == expected_sum.tolist()
     assert data[2][0]["image"].shape[0] == 4  # the last, partial batch

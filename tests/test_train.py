@@ -1,0 +1,148 @@
+"""train.py end to end: a short real training, bad input, interruption, resumption, reproducibility."""
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+
+import numpy as np
+import pytest
+from conftest import ROOT
+
+from evaluate_func import load_saved_model, read_metadata
+
+pytestmark = pytest.mark.slow
+
+
+def run_train(*args, timeout=300):
+    """Run train.py in a fresh process; returns the CompletedProcess."""
+    return subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT
+    )
+
+
+def history_epochs(path):
+    with open(path, newline="") as handle:
+        return [int(row["epoch"]) for row in csv.DictReader(handle)]
+
+
+def test_short_real_training_learns_both_heads(mnist, tmp_path):
+    """5,000 MNIST images, 3 epochs: the floor is 90% digit / 85% sum on 2,000 test images."""
+    from train import main
+
+    assert main(["--quick", "--epochs", "3", "--output-dir", str(tmp_path)]) == 0
+    metadata = read_metadata(tmp_path / "model.zip")
+    assert metadata["test_images"] == 2000 and metadata["settings"]["quick"] is True
+    assert metadata["test_digit_accuracy"] >= 0.90
+    assert metadata["test_sum_accuracy"] >= 0.85
+    assert history_epochs(tmp_path / "training_history.log") == [0, 1, 2]
+    model = load_saved_model(tmp_path / "model.zip")  # the SHA-256 check passes
+    assert model.name == "mnist_digit_sum"
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--epochs", "0"], "not a positive integer"),
+        (["--batch-size", "x"], "not an integer"),
+        (["--strategy", "tpu"], "invalid choice"),
+    ],
+)
+def test_bad_options_exit_2_with_one_line(args, message):
+    result = run_train(*args)
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_bad_data_exits_2_and_keeps_saved_files(tmp_path):
+    saved = {name: f"previous {name}".encode() for name in ("model.zip", "training_history.log")}
+    for name, content in saved.items():
+        (tmp_path / name).write_bytes(content)
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, x_train=np.zeros((2, 28, 28), np.uint8))
+    result = run_train("--quick", "--data", str(bad), "--output-dir", str(tmp_path))
+    assert result.returncode == 2
+    assert "lacks the key" in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    for name, content in saved.items():
+        assert (tmp_path / name).read_bytes() == content
+
+
+def test_unwritable_output_directory_is_reported(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    result = run_train("--quick", "--output-dir", str(blocker / "out"))
+    assert result.returncode == 2 and "not writable" in result.stderr
+
+
+def test_killed_run_resumes_and_keeps_saved_model(mnist, tmp_path):
+    sentinel = b"the previous, good model"
+    (tmp_path / "model.zip").write_bytes(sentinel)
+    args = [sys.executable, str(ROOT / "train.py"), "--quick", "--epochs", "4", "--output-dir", str(tmp_path)]
+    log = tmp_path / "checkpoints" / "training_history.log"
+    process = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while time.time() < deadline and not (log.exists() and len(history_epochs(log)) >= 2):
+        time.sleep(0.5)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert len(history_epochs(log)) >= 2, "the run was killed before two epochs finished"
+    assert (tmp_path / "model.zip").read_bytes() == sentinel  # the killed run replaced nothing
+
+    result = run_train("--quick", "--epochs", "4", "--output-dir", str(tmp_path), "--resume")
+    assert result.returncode == 0, result.stderr[-2000:]
+    epochs = history_epochs(tmp_path / "training_history.log")
+    assert epochs[:2] == [0, 1] and epochs[-1] == 3  # appended, not truncated
+    assert sorted(set(epochs)) == [0, 1, 2, 3]
+    assert zipfile.is_zipfile(tmp_path / "model.zip")
+    assert read_metadata(tmp_path / "model.zip")["epochs_requested"] == 4
+
+
+def test_same_seed_same_weights_on_cpu(mnist):
+    """Two short trainings with one seed end with identical weights; another seed differs."""
+    from train import train_model
+
+    def weights(seed):
+        model, _, _ = train_model(epochs=1, quick=True, seed=seed, work_dir=_fresh_dir(), verbose=0)
+        return model.get_weights()
+
+    first, second, other = weights(7), weights(7), weights(8)
+    for a, b in zip(first, second, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert any(not np.array_equal(a, c) for a, c in zip(first, other, strict=True))
+
+
+def _fresh_dir():
+    import tempfile
+
+    return tempfile.mkdtemp(prefix="train-test-")
+
+
+def test_mirrored_strategy_on_two_logical_cpus(mnist, tmp_path):
+    """MirroredStrategy over two logical CPU devices trains one quick epoch (a stand-in for two GPUs)."""
+    script = f"""
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+import train
+model, history, results = train.train_model(epochs=1, quick=True, strategy="mirrored",
+                                            work_dir={str(tmp_path)!r}, verbose=0)
+import tensorflow as tf
+print("replicas", tf.distribute.get_strategy().num_replicas_in_sync, model.distribute_strategy.num_replicas_in_sync)
+print("accuracy", results["test_digit_accuracy"])
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "replicas 1 2" in result.stdout
+    accuracy = float(result.stdout.split("accuracy")[1])
+    assert accuracy > 0.5
