@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 MNIST_NPZ ?= $(abspath $(wildcard ../shared/data/mnist.npz))
 export MNIST_NPZ
-export TF_CPP_MIN_LOG_LEVEL ?= 2
+export TF_CPP_MIN_LOG_LEVEL ?= 3
 
 .PHONY: train test lint bench notebook clean
 

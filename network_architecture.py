@@ -19,12 +19,13 @@ from data_creation import IMAGE_SIZE, NUM_DIGITS, NUM_SUMS
 DENSE_UNITS = 128
 DROPOUT = 0.3
 SUM_UNITS = 64
+BN_MOMENTUM = 0.9  # Keras' 0.99 leaves the moving statistics far off after a few hundred steps
 
 
 def conv_block(x, filters, kernel_size, name):
     """Conv (valid padding) -> batch norm -> ReLU; no conv bias, batch norm supplies one."""
     x = layers.Conv2D(filters, kernel_size, use_bias=False, name=f"{name}_conv")(x)
-    x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    x = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_bn")(x)
     return layers.ReLU(name=f"{name}_relu")(x)
 
 

@@ -23,7 +23,7 @@ import time
 import zipfile
 from pathlib import Path
 
-EPOCHS = 10
+EPOCHS = 12
 BATCH_SIZE = 128
 SEED = 0
 PEAK_LEARNING_RATE = 3e-3
@@ -145,6 +145,7 @@ def train_model(
     from helper_mnist import keep_freed_memory, seed_everything
     from network_architecture import build_model, compile_model
 
+    version = code_version()  # the code this run starts with
     keep_freed_memory()
     seed_everything(seed)
     (x_all, y_all), (x_test, y_test) = load_mnist(data_path)
@@ -199,7 +200,7 @@ def train_model(
             "validation_images": len(x_val),
         },
         "data_sha256": checksum,
-        "code_version": code_version(),
+        "code_version": version,
         "versions": {
             "python": platform.python_version(),
             "keras": keras.__version__,

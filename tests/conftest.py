@@ -1,6 +1,7 @@
 """Shared fixtures: the real MNIST (skipped without it), small image sets and one untrained model."""
 
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -9,7 +10,15 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # no C++ start-up chatter from subprocesses
+
+
+TENSORFLOW_LOG_LINE = re.compile(r"^(WARNING: All log messages before absl|[IWE]\d{4} \d\d:\d\d:\d\d)")
+
+
+def own_stderr_lines(stderr):
+    """The lines a script wrote itself, without TensorFlow's C++ start-up log (which no setting silences)."""
+    return [line for line in stderr.splitlines() if line.strip() and not TENSORFLOW_LOG_LINE.match(line)]
 
 
 @pytest.fixture(scope="session")

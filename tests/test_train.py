@@ -10,7 +10,7 @@ import zipfile
 
 import numpy as np
 import pytest
-from conftest import ROOT
+from conftest import ROOT, own_stderr_lines
 
 from evaluate_func import load_saved_model, read_metadata
 
@@ -66,7 +66,7 @@ def test_bad_data_exits_2_and_keeps_saved_files(tmp_path):
     result = run_train("--quick", "--data", str(bad), "--output-dir", str(tmp_path))
     assert result.returncode == 2
     assert "lacks the key" in result.stderr and "Traceback" not in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1
+    assert len(own_stderr_lines(result.stderr)) == 1
     for name, content in saved.items():
         assert (tmp_path / name).read_bytes() == content
 

@@ -1,0 +1,275 @@
+"""Write sample_images/: photos-to-be of handwritten and printed digits that are not from MNIST.
+
+    python make_sample_images.py
+
+Every digit 0-9 appears in several hands: pen, pencil, marker, chalk and
+print, slanted, turned and wobbly, on paper with uneven light, grain, specks
+and a shadow, some as light ink on a dark board, some small in a large frame.
+Each file name starts with its true digit (`7_pen_crossbar.jpg`), which is all
+`predict.py` and the tests need to score them. Drawn with Pillow from the
+stroke templates below; the seed makes every run write the same files.
+"""
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+from scipy import ndimage
+
+OUT_DIR = Path(__file__).resolve().parent / "sample_images"
+SEED = 2024
+SUPERSAMPLE = 4  # draw at 4x, then shrink: smooth edges
+
+# Ink and paper colours (RGB).
+BLUE_PEN, BLACK_PEN, RED_PEN, GREEN_FELT = (30, 45, 140), (25, 25, 30), (175, 30, 35), (25, 115, 55)
+PENCIL, CHALK, WHITE_PAINT = (90, 90, 100), (236, 236, 226), (250, 250, 245)
+WHITE_PAPER, CREAM_PAPER, GREY_PAPER = (246, 244, 238), (240, 229, 202), (205, 205, 200)
+BOARD, SCREEN = (40, 58, 50), (18, 18, 24)
+
+
+def arc(cx, cy, rx, ry, start, stop, count=40):
+    """Points on an ellipse from angle `start` to `stop` (degrees; y points down)."""
+    angles = np.radians(np.linspace(start, stop, count))
+    return list(zip(cx + rx * np.cos(angles), cy + ry * np.sin(angles), strict=True))
+
+
+# Each digit's hands: lists of strokes, each a list of (x, y) points in a box 0.6 wide and 1 high.
+HANDS = {
+    0: [[arc(0.3, 0.5, 0.28, 0.5, -95, 275)], [arc(0.3, 0.5, 0.22, 0.5, -70, 255)]],
+    1: [[[(0.33, 0.0), (0.3, 0.5), (0.27, 1.0)]], [[(0.12, 0.22), (0.36, 0.0)], [(0.36, 0.0), (0.33, 1.0)]]],
+    2: [
+        [[(0.04, 0.25), (0.12, 0.08), (0.3, 0.0), (0.5, 0.07), (0.56, 0.25), (0.48, 0.45), (0.28, 0.7),
+          (0.03, 0.98)], [(0.03, 0.98), (0.6, 0.96)]],
+        [[(0.06, 0.28), (0.2, 0.04), (0.42, 0.02), (0.55, 0.2), (0.45, 0.48), (0.2, 0.78), (0.05, 0.97),
+          (0.25, 0.9), (0.45, 0.95), (0.62, 1.0)]],
+    ],
+    3: [
+        [[(0.06, 0.12), (0.25, 0.0), (0.47, 0.06), (0.5, 0.24), (0.33, 0.43), (0.2, 0.46)],
+         [(0.33, 0.44), (0.52, 0.56), (0.56, 0.77), (0.42, 0.96), (0.2, 1.0), (0.02, 0.88)]],
+        [[(0.05, 0.0), (0.55, 0.0)], [(0.55, 0.0), (0.25, 0.38)],
+         [(0.25, 0.38), (0.45, 0.42), (0.58, 0.62), (0.5, 0.88), (0.28, 1.0), (0.03, 0.9)]],
+    ],
+    4: [
+        [[(0.4, 0.0), (0.02, 0.64)], [(0.02, 0.64), (0.6, 0.64)], [(0.47, 0.3), (0.47, 1.0)]],
+        [[(0.1, 0.0), (0.06, 0.55)], [(0.06, 0.55), (0.6, 0.52)], [(0.5, 0.0), (0.47, 1.0)]],
+    ],
+    5: [
+        [[(0.55, 0.0), (0.12, 0.01)], [(0.12, 0.01), (0.08, 0.43)],
+         [(0.08, 0.43), (0.3, 0.36), (0.52, 0.47), (0.56, 0.7), (0.42, 0.94), (0.2, 1.0), (0.02, 0.9)]],
+        [[(0.22, 0.0), (0.58, -0.02)], [(0.14, 0.04), (0.1, 0.43)],  # the bar is lifted off the stem
+         [(0.1, 0.43), (0.32, 0.37), (0.52, 0.5), (0.54, 0.74), (0.38, 0.95), (0.16, 0.98), (0.03, 0.88)]],
+    ],
+    6: [
+        [[(0.5, 0.02), (0.3, 0.12), (0.13, 0.37), (0.06, 0.66), (0.13, 0.92), (0.31, 1.0), (0.5, 0.9),
+          (0.55, 0.7), (0.42, 0.55), (0.22, 0.56), (0.08, 0.7)]],
+        [[(0.45, 0.0), (0.1, 0.6), (0.12, 0.9), (0.3, 1.0), (0.5, 0.88), (0.5, 0.66), (0.3, 0.57),
+          (0.12, 0.68)]],
+    ],
+    7: [
+        [[(0.02, 0.04), (0.58, 0.0)], [(0.58, 0.0), (0.4, 0.45), (0.24, 1.0)]],
+        [[(0.02, 0.04), (0.58, 0.0)], [(0.58, 0.0), (0.4, 0.45), (0.24, 1.0)], [(0.2, 0.52), (0.55, 0.5)]],
+    ],
+    8: [
+        [[(0.48, 0.12), (0.3, 0.0), (0.1, 0.1), (0.12, 0.3), (0.3, 0.46), (0.5, 0.62), (0.55, 0.84),
+          (0.32, 1.0), (0.06, 0.86), (0.1, 0.63), (0.3, 0.46), (0.47, 0.3), (0.48, 0.12)]],
+        [arc(0.3, 0.24, 0.2, 0.24, -90, 275), arc(0.3, 0.73, 0.26, 0.27, -90, 275)],
+    ],
+    9: [
+        [[(0.52, 0.14), (0.32, 0.0), (0.1, 0.08), (0.07, 0.28), (0.24, 0.42), (0.48, 0.34), (0.54, 0.14)],
+         [(0.54, 0.14), (0.5, 0.55), (0.44, 1.0)]],
+        [arc(0.3, 0.22, 0.24, 0.22, 0, 365), [(0.54, 0.22), (0.52, 1.0)]],
+    ],
+}
+
+
+@dataclass
+class Sample:
+    """One picture: its file name (true digit first) and how it is drawn and lit."""
+
+    name: str
+    hand: int = 0  # index into HANDS[digit]; -1 prints the digit in Pillow's own font
+    size: tuple = (360, 480)  # picture (width, height) in pixels
+    height: float = 0.55  # digit height, share of the picture height
+    centre: tuple = (0.5, 0.5)  # digit centre, shares of the picture width and height
+    pen: float = 0.06  # pen width, share of the digit height
+    slant: float = 0.15  # shear: the top leans right by this share of the height
+    turn: float = 0.0  # rotation in degrees, counter-clockwise
+    wobble: float = 0.02  # shaky hand: amplitude of a smooth random warp
+    ink: tuple = BLUE_PEN
+    paper: tuple = WHITE_PAPER
+    light: float = 0.25  # uneven light: how much darker the far corner is
+    shadow: bool = False  # a soft shadow across part of the sheet
+    grain: float = 5.0  # noise level
+    specks: int = 12  # dust and dots on the paper
+    chalky: bool = False  # broken, grainy strokes
+    mode: str = "RGB"  # how a PNG is stored: "L" grey, "P" palette, "RGBA" ink on a transparent sheet
+
+    @property
+    def digit(self):
+        return int(self.name[0])
+
+
+SAMPLES = [
+    Sample("0_pen_round.jpg"),
+    Sample("0_marker_narrow.png", hand=1, size=(200, 260), pen=0.13, ink=BLACK_PEN, turn=-8, grain=3),
+    Sample("0_pen_dim_light.jpg", size=(480, 360), height=0.5, light=0.6, grain=10, shadow=True,
+           wobble=0.035),
+    Sample("1_pen_plain.jpg", slant=0.25, light=0.35),
+    Sample("1_pencil_flag.jpg", hand=1, ink=PENCIL, pen=0.035, paper=CREAM_PAPER, light=0.4),
+    Sample("1_ink_transparent.png", size=(160, 200), slant=0.05, ink=BLACK_PEN, mode="RGBA"),
+    Sample("1_printed.png", hand=-1, size=(160, 200), ink=BLACK_PEN, slant=0.0, light=0.15),
+    Sample("2_pen_blue.jpg", slant=0.1, turn=4),
+    Sample("2_chalk_board.jpg", hand=1, ink=CHALK, paper=BOARD, pen=0.09, chalky=True, light=0.3, grain=7),
+    Sample("2_printed.png", hand=-1, size=(220, 220), ink=BLACK_PEN, slant=0.0, light=0.1),
+    Sample("2_pen_dusty.jpg", ink=BLACK_PEN, pen=0.04, specks=400, grain=8, turn=-6),
+    Sample("3_pen_red.jpg", ink=RED_PEN, wobble=0.03),
+    Sample("3_pencil_faint.jpg", ink=(165, 165, 172), pen=0.04, light=0.5, grain=6),
+    Sample("3_marker_small_in_frame.jpg", hand=1, size=(960, 720), height=0.14, centre=(0.62, 0.4),
+           pen=0.1, ink=BLACK_PEN, light=0.35, specks=60),
+    Sample("4_pen_open.jpg", hand=1, slant=0.05, light=0.3, shadow=True),
+    Sample("4_felt_green.jpg", ink=GREEN_FELT, pen=0.1, paper=CREAM_PAPER, turn=6),
+    Sample("4_printed.png", hand=-1, size=(200, 200), ink=RED_PEN, slant=0.1, paper=CREAM_PAPER),
+    Sample("5_pen_detached_bar.jpg", hand=1, pen=0.05),
+    Sample("5_felt_red_wide.jpg", size=(640, 360), height=0.7, centre=(0.35, 0.5), ink=RED_PEN, pen=0.1),
+    Sample("5_printed_grey.png", hand=-1, size=(180, 240), ink=PENCIL, paper=GREY_PAPER, slant=0.1, mode="L"),
+    Sample("6_pen_slanted.jpg", slant=0.3, wobble=0.03, shadow=True),
+    Sample("6_pen_turned.jpg", hand=1, turn=15, slant=0.0, ink=BLACK_PEN),
+    Sample("6_paint_on_screen.png", hand=1, size=(240, 240), ink=WHITE_PAINT, paper=SCREEN, pen=0.11,
+           light=0.0, grain=2, specks=0, mode="P"),
+    Sample("7_pen_plain.jpg", slant=0.05, turn=-5),
+    Sample("7_pen_crossbar.jpg", hand=1, ink=BLACK_PEN, pen=0.045, light=0.45),
+    Sample("7_chalk_board.jpg", ink=CHALK, paper=BOARD, pen=0.1, chalky=True, slant=0.1),
+    Sample("7_printed.png", hand=-1, size=(180, 220), ink=BLUE_PEN, slant=0.15, light=0.3),
+    Sample("8_pen_loop.jpg", pen=0.05, light=0.3),
+    Sample("8_pencil_shadow.jpg", hand=1, ink=PENCIL, pen=0.05, shadow=True, light=0.4),
+    Sample("8_marker_thumbnail.png", size=(40, 48), height=0.7, pen=0.12, ink=BLACK_PEN, specks=0, grain=3),
+    Sample("9_pen_curved.jpg", slant=0.2),
+    Sample("9_fine_pen_wide_frame.jpg", hand=1, size=(1000, 520), height=0.3, centre=(0.3, 0.55),
+           pen=0.025, ink=BLACK_PEN, specks=40),
+    Sample("9_printed.png", hand=-1, size=(200, 240), ink=BLUE_PEN, slant=0.0, turn=5),
+]
+
+
+def smooth(points, steps=12):
+    """A Catmull-Rom curve through `points` (a straight line for two points)."""
+    points = np.asarray(points, float)
+    padded = np.vstack([points[0], points, points[-1]])
+    t = np.linspace(0, 1, steps, endpoint=False)[:, None]
+    pieces = []
+    for p0, p1, p2, p3 in zip(padded, padded[1:], padded[2:], padded[3:], strict=False):
+        pieces.append(0.5 * (2 * p1 + (p2 - p0) * t + (2 * p0 - 5 * p1 + 4 * p2 - p3) * t**2
+                             + (3 * p1 - p0 - 3 * p2 + p3) * t**3))
+    return np.vstack([*pieces, points[-1:]])
+
+
+def draw_hand(strokes, sample, rng, box):
+    """An 'L' mask of size (box, box) with the strokes brushed on: round nib, varying pressure, wobble."""
+    canvas = Image.new("L", (box, box), 0)
+    draw = ImageDraw.Draw(canvas)
+    scale = 0.8 * box  # the 1-high template fills 80% of the box
+    phases = rng.uniform(0, 2 * np.pi, 3)
+    radius = sample.pen * scale / 2
+    for stroke in strokes:
+        points = smooth(stroke)
+        x, y = points[:, 0], points[:, 1]
+        x = x + sample.wobble * np.sin(2 * np.pi * 1.3 * y + phases[0])
+        y = y + sample.wobble * np.sin(2 * np.pi * 1.1 * x + phases[1])
+        xy = np.column_stack([(x - 0.3) * scale + box / 2, (y - 0.5) * scale + box / 2])
+        for start, stop in zip(xy, xy[1:], strict=False):
+            count = max(1, int(np.hypot(*(stop - start)) / max(radius / 3, 0.5)))
+            for share in np.linspace(0, 1, count, endpoint=False):
+                cx, cy = start + share * (stop - start)
+                pressure = radius * (1 + 0.25 * math.sin(cy / scale * 7 + phases[2]))
+                draw.ellipse((cx - pressure, cy - pressure, cx + pressure, cy + pressure), fill=255)
+    return canvas
+
+
+def draw_print(digit, box):
+    """An 'L' mask with the digit printed in Pillow's built-in font, filling about 80% of the box."""
+    canvas = Image.new("L", (box, box), 0)
+    font = ImageFont.load_default(size=int(0.8 * box * 1.35))  # cap height is ~0.72 of the font size
+    ImageDraw.Draw(canvas).text((box / 2, box / 2), str(digit), fill=255, font=font, anchor="mm")
+    return canvas
+
+
+def ink_alpha(sample, rng):
+    """How much ink covers each pixel of the picture, 0-1, (height, width)."""
+    width, height = sample.size
+    box = int(sample.height * height / 0.8) * SUPERSAMPLE  # the digit fills 80% of its box
+    if sample.hand < 0:
+        mask = draw_print(sample.digit, box)
+    else:
+        mask = draw_hand(HANDS[sample.digit][sample.hand], sample, rng, box)
+    shear = (1, sample.slant, -sample.slant * box / 2, 0, 1, 0)
+    mask = mask.transform(mask.size, Image.Transform.AFFINE, shear, Image.Resampling.BICUBIC)
+    mask = mask.rotate(sample.turn, Image.Resampling.BICUBIC)
+    mask = mask.resize((box // SUPERSAMPLE,) * 2, Image.Resampling.LANCZOS)
+    (x, y), side = sample.centre, mask.width
+    corner = (int(x * width - side / 2), int(y * height - side / 2))
+    picture = Image.new("L", (width, height), 0)
+    picture.paste(mask, corner)  # cropped at the picture's edges
+    alpha = np.asarray(picture) / 255
+    if sample.chalky:
+        alpha *= np.clip(ndimage.gaussian_filter(rng.uniform(0.2, 1.6, alpha.shape), 0.8), 0, 1)
+    return alpha
+
+
+def lighting(sample, rng):
+    """Brightness of the light on the sheet, 1 at its brightest: a gradient, a vignette, a shadow."""
+    height, width = sample.size[1], sample.size[0]
+    y, x = np.mgrid[0:height, 0:width] / max(height, width)
+    angle = rng.uniform(0, 2 * np.pi)
+    ramp = x * np.cos(angle) + y * np.sin(angle)
+    light = 1 - sample.light * (ramp - ramp.min()) / np.ptp(ramp)
+    light *= 1 - 0.25 * ((x - x.mean()) ** 2 + (y - y.mean()) ** 2)
+    if sample.shadow:  # a soft-edged band, as from a hand or a phone held over the page
+        edge = (x - 0.3 - 0.4 * y) * 12
+        light *= 1 - 0.35 / (1 + np.exp(-edge))
+    return light[..., None]
+
+
+def render(sample, rng):
+    """The picture as a uint8 (height, width, 3) array."""
+    light = lighting(sample, rng)
+    shape = (sample.size[1], sample.size[0], 1)
+    grain = ndimage.gaussian_filter(rng.normal(0, sample.grain, shape), (0.7, 0.7, 0))
+    picture = np.asarray(sample.paper) * light + grain
+    alpha = ink_alpha(sample, rng)[..., None]
+    picture = picture * (1 - alpha) + np.asarray(sample.ink) * light * alpha
+    for _ in range(sample.specks):  # dust: small dark or light dots anywhere
+        row, col = rng.integers(0, shape[0]), rng.integers(0, shape[1])
+        radius = rng.uniform(0.6, 2.2)
+        rows, cols = np.ogrid[0 : shape[0], 0 : shape[1]]
+        dot = ((rows - row) ** 2 + (cols - col) ** 2 <= radius**2)[..., None]
+        picture = np.where(dot, 0.6 * picture + 0.4 * np.asarray(sample.ink), picture)
+    return np.clip(np.rint(picture), 0, 255).astype(np.uint8)
+
+
+def write(sample, picture, directory):
+    """Save as JPEG or PNG; an RGBA sample keeps only the ink, in its alpha channel."""
+    path = directory / sample.name
+    image = Image.fromarray(picture)
+    if sample.mode == "RGBA":
+        ink = 255 - picture.min(axis=2).astype(float)
+        alpha = np.clip((ink - np.median(ink)) * 3, 0, 255).astype(np.uint8)
+        image = Image.new("RGB", image.size, sample.ink)
+        image.putalpha(Image.fromarray(alpha))
+    elif sample.mode != "RGB":
+        image = image.convert(sample.mode)
+    image.save(path, optimize=True, **({"quality": 85} if path.suffix == ".jpg" else {}))
+    return path
+
+
+def main():
+    OUT_DIR.mkdir(exist_ok=True)
+    for index, sample in enumerate(SAMPLES):
+        rng = np.random.default_rng([SEED, index])
+        path = write(sample, render(sample, rng), OUT_DIR)
+        print(f"{path.relative_to(OUT_DIR.parent)}  ({path.stat().st_size // 1024} KB)")
+    print(f"{len(SAMPLES)} images, digits {sorted({sample.digit for sample in SAMPLES})}")
+
+
+if __name__ == "__main__":
+    main()

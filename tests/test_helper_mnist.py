@@ -1,0 +1,296 @@
+"""The plot helpers: what each figure shows, saving, bad input, and a quiet import."""
+
+import importlib
+
+import keras
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+from matplotlib.figure import Figure
+from PIL import Image
+
+import helper_mnist
+from data_creation import MnistSumDataset
+
+HISTORY_COLUMNS = ["epoch", "digit_accuracy", "digit_loss", "loss", "sum_accuracy", "sum_loss",
+                   "val_digit_accuracy", "val_digit_loss", "val_loss", "val_sum_accuracy", "val_sum_loss"]
+
+
+@pytest.fixture(autouse=True)
+def headless_figures(monkeypatch):
+    """Draw off screen and close every figure a test made."""
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    plt.switch_backend("Agg")
+    yield
+    plt.close("all")
+
+
+def is_png(path):
+    return path.stat().st_size > 0 and path.read_bytes().startswith(b"\x89PNG")
+
+
+def titles(fig):
+    return [ax.get_title() for ax in fig.axes]
+
+
+def test_import_prints_and_writes_nothing(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    importlib.reload(helper_mnist)
+    assert capsys.readouterr() == ("", "")
+    assert list(tmp_path.iterdir()) == []
+
+
+# --------------------------------------------------------------------------- data
+
+
+def test_class_frequencies_bars_are_the_label_counts(mnist, tmp_path):
+    (_, y_train), (_, y_test) = mnist
+    fig = helper_mnist.plot_class_frequencies({"train": y_train, "test": y_test}, path=tmp_path / "f.png")
+    ax = fig.axes[0]
+    for bars, labels in zip(ax.containers, (y_train, y_test), strict=True):
+        assert [bar.get_height() for bar in bars] == np.bincount(labels).tolist()
+    assert [text.get_text() for text in ax.get_legend().get_texts()] == ["train (60,000)", "test (10,000)"]
+    assert is_png(tmp_path / "f.png")
+
+
+def test_class_frequencies_of_one_array_has_no_legend():
+    fig = helper_mnist.plot_class_frequencies([3, 3, 7], title="three")
+    ax = fig.axes[0]
+    assert isinstance(fig, Figure) and ax.get_title() == "three" and ax.get_legend() is None
+    assert [bar.get_height() for bar in ax.containers[0]] == [0, 0, 0, 2, 0, 0, 0, 1, 0, 0]
+
+
+@pytest.mark.parametrize("bad", [[], {}, {"train": [1, 10]}, [[1, 2]]])
+def test_class_frequencies_rejects_bad_labels(bad):
+    with pytest.raises(ValueError):
+        helper_mnist.plot_class_frequencies(bad)
+
+
+def test_sample_grid_titles_are_the_sampled_labels_and_repeat_with_the_seed(digit_images, tmp_path):
+    images, labels = digit_images
+    fig = helper_mnist.plot_sample_grid(images, labels, rows=2, cols=3, seed=1, path=tmp_path / "g.png")
+    assert len(fig.axes) == 6
+    picked = np.random.default_rng(1).choice(len(images), 6, replace=False)
+    assert titles(fig) == [str(label) for label in labels[picked]]
+    assert titles(helper_mnist.plot_sample_grid(images, labels, rows=2, cols=3, seed=1)) == titles(fig)
+    assert is_png(tmp_path / "g.png")
+
+
+def test_sample_grid_shows_at_most_every_image_once(digit_images):
+    images, labels = digit_images
+    fig = helper_mnist.plot_sample_grid(images, labels, rows=4, cols=8)
+    assert sorted(map(int, titles(fig))) == sorted(labels.tolist())
+
+
+@pytest.mark.parametrize("images, labels", [(np.zeros((3, 28, 28)), [1, 2]), (np.zeros((0, 28, 28)), [])])
+def test_sample_grid_rejects_mismatched_or_empty_input(images, labels):
+    with pytest.raises(ValueError):
+        helper_mnist.plot_sample_grid(images, labels)
+
+
+def test_normalisation_shows_one_histogram_on_two_scales(digit_images, tmp_path):
+    images, _ = digit_images
+    fig = helper_mnist.plot_normalisation(images, path=tmp_path / "n.png")
+    assert len(fig.axes) == 6  # two histograms, two images, two colour bars
+    raw, scaled = (ax.patches[0] for ax in fig.axes[:2])  # the top row, before the images and colour bars
+    raw, scaled = raw.get_data(), scaled.get_data()
+    assert raw.values.sum() == images.size and np.array_equal(raw.values, scaled.values)
+    assert np.allclose(scaled.edges, raw.edges / 255) and raw.edges[-1] > 255
+    assert is_png(tmp_path / "n.png")
+
+
+def test_batch_titles_decode_the_targets_above_raw_and_augmented_rows(digit_images, tmp_path):
+    images, digits = digit_images
+    data = MnistSumDataset(images, digits, batch_size=8, training=True)
+    inputs, targets = data[0]
+    raw = data.images[data.order[:8]]
+    fig = helper_mnist.plot_batch(inputs, targets, raw_images=raw, count=5, path=tmp_path / "b.png")
+    assert len(fig.axes) == 10
+    shown_digits, addends = digits[data.order[:5]], data.addends[data.order[:5]]
+    expected = [f"{d} + {a} = {d + a}" for d, a in zip(shown_digits, addends, strict=True)]
+    assert titles(fig) == expected + [""] * 5
+    assert [fig.axes[0].get_ylabel(), fig.axes[5].get_ylabel()] == ["raw", "augmented"]
+    assert np.array_equal(fig.axes[0].images[0].get_array(), raw[0])
+    assert is_png(tmp_path / "b.png")
+
+
+def test_batch_without_raw_images_is_one_row():
+    inputs = {"image": np.zeros((3, 28, 28, 1), np.float32), "addend": np.eye(10)[[1, 2, 3]]}
+    targets = {"digit": np.eye(10)[[4, 5, 6]], "sum": np.eye(19)[[5, 7, 9]]}
+    fig = helper_mnist.plot_batch(inputs, targets)
+    assert titles(fig) == ["4 + 1 = 5", "5 + 2 = 7", "6 + 3 = 9"]
+    with pytest.raises(ValueError, match="raw_images"):
+        helper_mnist.plot_batch(inputs, targets, raw_images=np.zeros((2, 28, 28)))
+    with pytest.raises(ValueError, match="sum"):
+        helper_mnist.plot_batch(inputs, {**targets, "sum": targets["sum"][:2]})
+
+
+# --------------------------------------------------------------------------- training
+
+
+def history_logs(epochs=3):
+    rng = np.random.default_rng(0)
+    return {column: rng.random(epochs).tolist() for column in HISTORY_COLUMNS if column != "epoch"}
+
+
+def assert_curves(fig, epochs, first_epoch=1):
+    loss, accuracy = fig.axes
+    assert [loss.get_title(), accuracy.get_title()] == ["loss", "accuracy"]
+    for ax in fig.axes:
+        labels = [line.get_label() for line in ax.get_lines()]
+        assert labels == ["digit training", "digit validation", "sum training", "sum validation"]
+        for line in ax.get_lines():
+            assert line.get_xdata().tolist() == list(range(first_epoch, first_epoch + epochs))
+
+
+def test_training_curves_from_a_dict_of_lists():
+    logs = history_logs()
+    fig = helper_mnist.plot_training_curves(logs)
+    assert_curves(fig, 3)
+    assert fig.axes[1].get_lines()[3].get_ydata().tolist() == logs["val_sum_accuracy"]
+
+
+def test_training_curves_from_a_keras_history():
+    history = keras.callbacks.History()
+    history.history, history.epoch = history_logs(4), [2, 3, 4, 5]  # a run resumed at epoch 2
+    assert_curves(helper_mnist.plot_training_curves(history), 4, first_epoch=3)
+
+
+def test_training_curves_from_the_csv_log_with_a_learning_rate_column(tmp_path):
+    logs = history_logs(5)
+    rows = [",".join([*HISTORY_COLUMNS, "learning_rate"])]
+    rows += [",".join(map(str, [epoch] + [logs[c][epoch] for c in HISTORY_COLUMNS[1:]] + [1e-3]))
+             for epoch in range(5)]
+    (tmp_path / "training_history.log").write_text("\n".join(rows) + "\n")
+    fig = helper_mnist.plot_training_curves(tmp_path / "training_history.log", path=tmp_path / "c.png")
+    assert_curves(fig, 5)
+    assert np.allclose(fig.axes[0].get_lines()[0].get_ydata(), logs["digit_loss"])
+    assert is_png(tmp_path / "c.png")
+
+
+def test_training_curves_without_validation_draw_training_only():
+    logs = {key: values for key, values in history_logs().items() if not key.startswith("val_")}
+    fig = helper_mnist.plot_training_curves(logs)
+    assert [line.get_label() for line in fig.axes[0].get_lines()] == ["digit training", "sum training"]
+
+
+@pytest.mark.parametrize(
+    "logs, message",
+    [({"digit_loss": [1.0]}, "lacks"), ({**history_logs(), "sum_loss": [1.0]}, "one value per epoch")],
+)
+def test_training_curves_reject_incomplete_logs(logs, message):
+    with pytest.raises(ValueError, match=message):
+        helper_mnist.plot_training_curves(logs)
+
+
+def test_training_curves_reject_an_empty_csv_log(tmp_path):
+    (tmp_path / "empty.log").write_text(",".join(HISTORY_COLUMNS) + "\n")
+    with pytest.raises(ValueError, match="lacks"):
+        helper_mnist.plot_training_curves(tmp_path / "empty.log")
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def written_numbers(ax):
+    return sorted(float(text.get_text()) for text in ax.texts)
+
+
+@pytest.mark.parametrize("size", [10, 19])
+def test_confusion_matrix_writes_every_nonzero_count(size, tmp_path):
+    rng = np.random.default_rng(size)
+    errors = (rng.random((size, size)) < 0.1) * rng.integers(1, 9, (size, size))
+    matrix = np.diag(rng.integers(500, 1000, size)) + errors
+    fig = helper_mnist.plot_confusion_matrix(matrix, title="sums", path=tmp_path / "m.png")
+    ax = fig.axes[0]
+    assert ax.get_title() == "sums" and len(fig.axes) == 2  # the matrix and its colour bar
+    assert written_numbers(ax) == sorted(matrix[matrix > 0].astype(float).tolist())
+    assert [label.get_text() for label in ax.get_xticklabels()] == [str(i) for i in range(size)]
+    assert is_png(tmp_path / "m.png")
+
+
+def test_confusion_matrix_takes_custom_labels():
+    ax = helper_mnist.plot_confusion_matrix([[5, 1], [0, 3]], labels=["odd", "even"]).axes[0]
+    assert [label.get_text() for label in ax.get_yticklabels()] == ["odd", "even"]
+    assert written_numbers(ax) == [1, 3, 5]
+
+
+@pytest.mark.parametrize(
+    "matrix, labels",
+    [(np.ones((2, 3)), None), (np.zeros((3, 3)), None), (-np.eye(3), None), (np.eye(3), "ab")],
+)
+def test_confusion_matrix_rejects_bad_input(matrix, labels):
+    with pytest.raises(ValueError):
+        helper_mnist.plot_confusion_matrix(matrix, labels=labels)
+
+
+def test_misclassified_marks_the_wrong_digit_and_sum_in_red(digit_images, tmp_path):
+    images, _ = digit_images
+    true_digits, predicted_digits, addends = [1, 2, 3], [1, 5, 3], [4, 4, 4]
+    true_sums, predicted_sums = [5, 6, 7], [5, 9, 8]
+    fig = helper_mnist.plot_misclassified(images[:3], true_digits, predicted_digits, addends, true_sums,
+                                          predicted_sums, path=tmp_path / "w.png")
+    assert titles(fig) == ["digit 1, pred 1", "digit 2, pred 5", "digit 3, pred 3"]
+    assert [ax.get_xlabel() for ax in fig.axes] == ["1+4=5, pred 5", "2+4=6, pred 9", "3+4=7, pred 8"]
+    assert [ax.title.get_color() for ax in fig.axes] == ["black", "red", "black"]
+    assert [ax.xaxis.label.get_color() for ax in fig.axes] == ["black", "red", "red"]
+    assert is_png(tmp_path / "w.png")
+
+
+def test_misclassified_shows_at_most_max_images(digit_images):
+    images, digits = digit_images
+    fig = helper_mnist.plot_misclassified(images, digits, digits, digits, digits, digits, max_images=11)
+    assert len(fig.axes) == 11 and "11 of 20" in fig.get_suptitle()
+    with pytest.raises(ValueError, match="predicted_sums has 19 values for 20 images"):
+        helper_mnist.plot_misclassified(images, digits, digits, digits, digits, digits[:19])
+
+
+def test_addition_table_boxes_the_wrong_sums_in_red(tmp_path):
+    table = np.add.outer(range(10), range(10))
+    table[3, 4] = 8
+    fig = helper_mnist.plot_addition_table(table, path=tmp_path / "t.png")
+    ax = fig.axes[0]
+    assert ax.get_title() == "Predicted sums: 1 of 100 wrong"
+    boxed = [text for text in ax.texts if text.get_bbox_patch() is not None]
+    assert [(text.get_text(), text.get_position()) for text in boxed] == [("8", (4, 3))]
+    assert len(ax.texts) == 100
+    assert is_png(tmp_path / "t.png")
+
+
+@pytest.mark.parametrize("table", [np.zeros((9, 10)), np.full((10, 10), 19)])
+def test_addition_table_rejects_bad_tables(table):
+    with pytest.raises(ValueError):
+        helper_mnist.plot_addition_table(table)
+
+
+# --------------------------------------------------------------------------- outside images
+
+
+def outside_prediction(digit, addend, digit_probability=0.9, sum_probability=0.8):
+    return {"digit": digit, "digit_probability": digit_probability, "addend": addend,
+            "sum": digit + addend, "sum_probability": sum_probability}
+
+
+def test_outside_images_show_original_input_and_probabilities(digit_images, tmp_path):
+    images, _ = digit_images
+    originals = [Image.fromarray(255 - images[0]).resize((90, 60)), np.stack([images[1]] * 3, axis=-1)]
+    predictions = [outside_prediction(7, 3, 0.98, 0.95), outside_prediction(2, 9, 0.6, 0.51)]
+    fig = helper_mnist.plot_outside_images(originals, images[:2], predictions, names=["seven.png", "two.jpg"],
+                                           path=tmp_path / "o.png")
+    assert len(fig.axes) == 6
+    assert titles(fig)[::3] == ["seven.png", "two.jpg"]
+    assert fig.axes[0].images[0].get_array().shape == (60, 90)
+    bars = fig.axes[2].containers[0]
+    assert [bar.get_width() for bar in bars] == [0.98, 0.95]
+    assert [label.get_text() for label in fig.axes[5].get_yticklabels()] == ["digit 2", "addend 9 -> sum 11"]
+    assert [text.get_text() for text in fig.axes[5].texts] == ["60.0%", "51.0%"]
+    assert is_png(tmp_path / "o.png")
+
+
+def test_outside_images_reject_mismatched_or_incomplete_predictions(digit_images):
+    images, _ = digit_images
+    with pytest.raises(ValueError, match="expected one of each"):
+        helper_mnist.plot_outside_images(images[:2], images[:2], [outside_prediction(1, 1)])
+    incomplete = {key: value for key, value in outside_prediction(1, 1).items() if key != "sum_probability"}
+    with pytest.raises(ValueError, match="sum_probability"):
+        helper_mnist.plot_outside_images(images[:1], images[:1], [incomplete], names=["one"])
