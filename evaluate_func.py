@@ -310,13 +310,16 @@ def _read_file(path):
 
 
 def _pil_array(image):
-    """A PIL image's pixels, upright (EXIF orientation), as grey, RGB or RGBA values."""
+    """A PIL image's grey, RGB or RGBA pixels, upright (EXIF orientation), at most MAX_SIDE on a side."""
     image = ImageOps.exif_transpose(image)
     if "transparency" in image.info or image.mode in ("LA", "La", "PA", "RGBa"):
         image = image.convert("RGBA")
-    elif image.mode not in ("L", "RGB", "RGBA", "I", "F") and not image.mode.startswith("I;16"):
+    elif image.mode.startswith("I;16"):
+        image = image.convert("I")
+    elif image.mode not in ("L", "RGB", "RGBA", "I", "F"):
         image = image.convert("RGB")  # palette, 1-bit, CMYK, YCbCr, ...
-    return np.asarray(image)
+    factor = -(-max(image.size) // MAX_SIDE)
+    return np.asarray(image.reduce(factor) if factor > 1 else image)  # averaged before any float copy
 
 
 def _as_pixels(array, name):
@@ -372,10 +375,20 @@ def _ink_map(pixels):
     height, width = pixels.shape[:2]
     grain = min(height, width) / 400  # blur of about 1.5 px on a phone photo, none on a 28x28 image
     pixels = ndimage.gaussian_filter(pixels, (grain, grain, 0))
-    grey = pixels.mean(axis=2)
-    if np.median(_border(grey)) > (grey.min() + grey.max()) / 2:  # light paper: invert, so that ink is bright
-        pixels = 255 - pixels
+    if _dark_ink(pixels.mean(axis=2)):
+        pixels = 255 - pixels  # ink is bright from here on
     return (pixels - _paper(pixels)).max(axis=2)  # coloured ink stands out in at least one channel
+
+
+def _dark_ink(grey):
+    """True for dark ink on light paper, False for light ink on dark.
+
+    The ink is the few pixels far from the paper's level (a local median), so the long tail of the
+    brightness around that level, its skew, is on the ink's side, whatever the light does to the paper.
+    """
+    coarse = _block_mean(grey[..., None], max(grey.shape) // 64)[..., 0]
+    paper = ndimage.median_filter(coarse, size=max(3, max(coarse.shape) // 2), mode="nearest")
+    return np.sum((grey - _stretch(paper, grey.shape)) ** 3) < 0
 
 
 def _paper(pixels):
@@ -390,7 +403,13 @@ def _paper(pixels):
     window = max(3, max(coarse.shape[:2]) // 2)
     padded = np.pad(coarse, ((window, window), (window, window), (0, 0)), mode="edge")
     paper = ndimage.grey_opening(padded, size=(window, window, 1))[window:-window, window:-window]
-    return ndimage.zoom(paper, (height / paper.shape[0], width / paper.shape[1], 1), order=1)
+    return _stretch(paper, pixels.shape)
+
+
+def _stretch(image, shape):
+    """Resize a smooth map bilinearly to the height and width of `shape`."""
+    zoom = (shape[0] / image.shape[0], shape[1] / image.shape[1], 1)[: image.ndim]
+    return ndimage.zoom(image, zoom, order=1, mode="nearest")
 
 
 def _border(image):

@@ -137,6 +137,16 @@ def test_files_pil_images_and_arrays_agree(tmp_path, seven):
     np.testing.assert_allclose(preprocess_image(draw_seven() / 255.0), seven, atol=1)  # 0-1 floats
 
 
+def test_a_phone_photo_is_turned_upright_and_16_bit_is_read(tmp_path, seven):
+    sideways, deep = tmp_path / "sideways.png", tmp_path / "deep.png"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # EXIF orientation: the camera was turned; viewers rotate the picture 90 degrees clockwise
+    Image.fromarray(np.rot90(draw_seven())).save(sideways, exif=exif)
+    Image.fromarray(draw_seven().astype(np.uint16) * 257).save(deep)  # 16-bit grey
+    np.testing.assert_array_equal(preprocess_image(sideways), seven)
+    np.testing.assert_allclose(preprocess_image(deep), seven, atol=1)
+
+
 def test_ink_on_a_transparent_sheet(tmp_path, seven):
     alpha = 255 - draw_seven()
     path = tmp_path / "seven.png"
