@@ -22,7 +22,6 @@ import os
 import platform
 import statistics
 import sys
-import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -52,8 +51,13 @@ THRESHOLDS = (0.994, 0.996)  # validation digit accuracies whose first crossing 
 VALIDATION_BATCH = 512  # as train.py
 LATENCY_WARMUP_CALLS = 20
 LATENCY_CALLS = 200
-FULL = dict(train_images=None, validation_images=None, test_images=None,  # None: all of train.py's split
-            max_epochs=train.EPOCHS, cap_seconds=900)
+FULL = dict(
+    train_images=None,
+    validation_images=None,
+    test_images=None,  # None: all of train.py's split
+    max_epochs=train.EPOCHS,
+    cap_seconds=900,
+)
 QUICK = dict(train_images=3_000, validation_images=1_000, test_images=2_000, max_epochs=2, cap_seconds=120)
 OUTPUT_DIR = Path("benchmarks")
 REPORT_JSON, REPORT_MD = "report.json", "report.md"
@@ -213,12 +217,14 @@ class TrainingClock(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         now = time.perf_counter()
         accuracy = float(logs["val_digit_accuracy"])
-        self.epochs.append({
-            "images": self.images,
-            "training_seconds": round(self.step_ended - self.epoch_started, 2),
-            "epoch_seconds": round(now - self.epoch_started, 2),
-            "val_digit_accuracy": accuracy,
-        })
+        self.epochs.append(
+            {
+                "images": self.images,
+                "training_seconds": round(self.step_ended - self.epoch_started, 2),
+                "epoch_seconds": round(now - self.epoch_started, 2),
+                "val_digit_accuracy": accuracy,
+            }
+        )
         for threshold in self.thresholds:
             if accuracy >= threshold:
                 self.reached.setdefault(threshold, now - self.started)
@@ -260,8 +266,10 @@ def measure_latency(model, image, addend, calls=LATENCY_CALLS):
         started = time.perf_counter()
         predict_digit_and_sum(model, image, addend)
         seconds.append(time.perf_counter() - started)
-    return {"latency_median_ms": 1000 * float(np.median(seconds)),
-            "latency_p95_ms": 1000 * float(np.percentile(seconds, 95))}
+    return {
+        "latency_median_ms": 1000 * float(np.median(seconds)),
+        "latency_p95_ms": 1000 * float(np.percentile(seconds, 95)),
+    }
 
 
 def peak_rss_mib():
@@ -349,8 +357,16 @@ METRICS = (
     Metric("training_images_per_second", "Training images/s", "{:,.0f}", "higher"),
     Metric("seconds_per_epoch", "Seconds per epoch (training + validation)", "{:.1f}", "lower"),
     Metric("first_epoch_seconds", "Seconds for the first epoch (graphs built)", "{:.1f}", "lower"),
-    *(Metric(threshold_key(t), f"Seconds until validation digit accuracy >= {t:.1%}", "{:.0f}", "lower",
-             "not reached within the cap") for t in THRESHOLDS),
+    *(
+        Metric(
+            threshold_key(t),
+            f"Seconds until validation digit accuracy >= {t:.1%}",
+            "{:.0f}",
+            "lower",
+            "not reached within the cap",
+        )
+        for t in THRESHOLDS
+    ),
     Metric("test_digit_accuracy", "Test digit accuracy", "{:.2%}", "higher"),
     Metric("test_sum_accuracy", "Test sum accuracy", "{:.2%}", "higher"),
     Metric("inference_images_per_second", "Inference images/s (test set)", "{:,.0f}", "higher"),
@@ -398,7 +414,8 @@ def ratios(results):
     project, original = results["project"], results["original"]
     return {
         metric.key: project[metric.key] / original[metric.key]
-        if project[metric.key] is not None and original[metric.key] else None
+        if project[metric.key] is not None and original[metric.key]
+        else None
         for metric in METRICS
     }
 
@@ -407,10 +424,12 @@ def build_report(machine, settings, results):
     """The JSON report: machine, settings, each model's description and results, and the ratios."""
     return {
         "machine": machine,
-        "settings": {**dataclasses.asdict(settings), "thresholds": THRESHOLDS,
-                     "latency_warmup_calls": LATENCY_WARMUP_CALLS},
-        "models": {name: {"description": " ".join(SETUPS[name].__doc__.split()), **results[name]}
-                   for name in SETUPS},
+        "settings": {
+            **dataclasses.asdict(settings),
+            "thresholds": THRESHOLDS,
+            "latency_warmup_calls": LATENCY_WARMUP_CALLS,
+        },
+        "models": {name: {"description": " ".join(SETUPS[name].__doc__.split()), **results[name]} for name in SETUPS},
         "ratios": ratios(results),
     }
 
@@ -425,27 +444,37 @@ def results_table(report):
     lines = ["| Metric | Project | Original | Project / original | Better |", "|---|--:|--:|--:|---|"]
     for metric in METRICS:
         shown = "n/a" if ratio[metric.key] is None else f"{ratio[metric.key]:.2f}"
-        lines.append(f"| {metric.label} | {_show(models['project'][metric.key], metric)} "
-                     f"| {_show(models['original'][metric.key], metric)} | {shown} | {metric.better} |")
+        lines.append(
+            f"| {metric.label} | {_show(models['project'][metric.key], metric)} "
+            f"| {_show(models['original'][metric.key], metric)} | {shown} | {metric.better} |"
+        )
     return lines
 
 
 def markdown_report(report):
     """The whole report as Markdown: machine, settings, models, results and how each was measured."""
     machine, settings = report["machine"], report["settings"]
-    sizes = [f"{size:,}" if size else "all" for size in
-             (settings["train_images"], settings["validation_images"], settings["test_images"])]
+    sizes = [
+        f"{size:,}" if size else "all"
+        for size in (settings["train_images"], settings["validation_images"], settings["test_images"])
+    ]
     lines = [
         "# Benchmark: this project's network against the original architecture",
         "",
-        *(["**Quick mode**: a small subset and a short cap, to check the benchmark runs; "
-           "these numbers say little about the models.", ""] if settings["quick"] else []),
+        *(
+            [
+                "**Quick mode**: a small subset and a short cap, to check the benchmark runs; "
+                "these numbers say little about the models.",
+                "",
+            ]
+            if settings["quick"]
+            else []
+        ),
         "## Machine",
         "",
         f"- CPU: {machine['cpu']} ({', '.join(machine['cpu_features']) or 'no AVX2'}), "
         f"{machine['usable_cores']} usable of {machine['logical_cores']} logical cores",
-        f"- RAM: {machine['ram_gib']} GiB; load average (1 min) at the start: "
-        f"{machine['load_average_at_start']}",
+        f"- RAM: {machine['ram_gib']} GiB; load average (1 min) at the start: {machine['load_average_at_start']}",
         f"- {machine['os']}; Python {machine['python']}, TensorFlow {machine['tensorflow']}, "
         f"Keras {machine['keras']}, NumPy {machine['numpy']}",
         f"- Date: {machine['date']}",
@@ -458,9 +487,11 @@ def markdown_report(report):
         "",
         "## Models",
         "",
-        *(f"- **{name}**: {model['description']} Ran {model['epochs_run']} epoch(s), stopped by "
-          f"{model['stopped_by']}; final validation digit accuracy {model['final_val_digit_accuracy']:.2%}."
-          for name, model in report["models"].items()),
+        *(
+            f"- **{name}**: {model['description']} Ran {model['epochs_run']} epoch(s), stopped by "
+            f"{model['stopped_by']}; final validation digit accuracy {model['final_val_digit_accuracy']:.2%}."
+            for name, model in report["models"].items()
+        ),
         "",
         "## Results",
         "",
@@ -504,19 +535,25 @@ def positive_number(text):
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true",
-                        help=f"{QUICK['train_images']:,} training images, {QUICK['max_epochs']} epochs, "
-                             f"a {QUICK['cap_seconds']} s cap: a check that runs in a few minutes")
-    parser.add_argument("--cap-seconds", type=positive_number,
-                        help=f"training time cap per model (default {FULL['cap_seconds']}, "
-                             f"{QUICK['cap_seconds']} with --quick)")
-    parser.add_argument("--max-epochs", type=train.positive_int,
-                        help=f"default {FULL['max_epochs']} ({QUICK['max_epochs']} with --quick)")
-    parser.add_argument("--data", metavar="PATH",
-                        help="mnist.npz (default: $MNIST_NPZ, else Keras' download)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"{QUICK['train_images']:,} training images, {QUICK['max_epochs']} epochs, "
+        f"a {QUICK['cap_seconds']} s cap: a check that runs in a few minutes",
+    )
+    parser.add_argument(
+        "--cap-seconds",
+        type=positive_number,
+        help=f"training time cap per model (default {FULL['cap_seconds']}, {QUICK['cap_seconds']} with --quick)",
+    )
+    parser.add_argument(
+        "--max-epochs",
+        type=train.positive_int,
+        help=f"default {FULL['max_epochs']} ({QUICK['max_epochs']} with --quick)",
+    )
+    parser.add_argument("--data", metavar="PATH", help="mnist.npz (default: $MNIST_NPZ, else Keras' download)")
     parser.add_argument("--seed", type=int, default=train.SEED)
-    parser.add_argument("--output-dir", type=Path,
-                        help=f"default: {OUTPUT_DIR} ({OUTPUT_DIR / 'quick'} with --quick)")
+    parser.add_argument("--output-dir", type=Path, help=f"default: {OUTPUT_DIR} ({OUTPUT_DIR / 'quick'} with --quick)")
     return parser.parse_args(argv)
 
 
@@ -533,9 +570,7 @@ def main(argv=None) -> int:
     settings = settings_from(args)
     output_dir = args.output_dir or (OUTPUT_DIR / "quick" if args.quick else OUTPUT_DIR)
     try:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=output_dir):
-            pass
+        train.ensure_writable(output_dir)
     except OSError as error:
         print(f"bench.py: error: cannot write to {str(output_dir)!r}: {error}", file=sys.stderr)
         return 2

@@ -1,8 +1,8 @@
 """Load the saved model safely, predict digits and sums, and evaluate them.
 
-    model = load_saved_model("model.zip")
-    predict_digit_and_sum(model, image, 7)        # one (28, 28) image, addend 7
-    evaluate_model(model, x_test, y_test, addends)
+model = load_saved_model("model.zip")
+predict_digit_and_sum(model, image, 7)        # one (28, 28) image, addend 7
+evaluate_model(model, x_test, y_test, addends)
 """
 
 import hashlib
@@ -56,7 +56,9 @@ def load_saved_model(path="model.zip"):
         if expected is None:
             raise ValueError(f"model archive {path!r}: metadata.json records no model_sha256")
         if file_sha256(keras_path) != expected:
-            raise ValueError(f"model archive {path!r}: model.keras does not match its recorded SHA-256 (tampered or corrupt)")
+            raise ValueError(
+                f"model archive {path!r}: model.keras does not match its recorded SHA-256 (tampered or corrupt)"
+            )
         return _load_keras_file(keras_path, path)
 
 
@@ -71,7 +73,9 @@ def _check_archive(archive, path):
     members = archive.infolist()
     names = {member.filename for member in members}
     if not {MODEL_MEMBER, METADATA_MEMBER} <= names:
-        raise ValueError(f"model archive {path!r} must contain {MODEL_MEMBER} and {METADATA_MEMBER}, has {sorted(names)}")
+        raise ValueError(
+            f"model archive {path!r} must contain {MODEL_MEMBER} and {METADATA_MEMBER}, has {sorted(names)}"
+        )
     for member in members:
         name = member.filename
         if name.startswith(("/", "\\")) or ".." in name.replace("\\", "/").split("/") or ":" in name:
@@ -80,7 +84,9 @@ def _check_archive(archive, path):
             raise ValueError(f"model archive {path!r}: refusing member {name!r}, which is a symbolic link")
     total = sum(member.file_size for member in members)
     if total > MAX_UNCOMPRESSED_BYTES:
-        raise ValueError(f"model archive {path!r} unpacks to {total:,} bytes, over the {MAX_UNCOMPRESSED_BYTES:,} limit")
+        raise ValueError(
+            f"model archive {path!r} unpacks to {total:,} bytes, over the {MAX_UNCOMPRESSED_BYTES:,} limit"
+        )
 
 
 def _load_keras_file(keras_path, shown_path):
@@ -205,8 +211,12 @@ def evaluate_model(model, images, digits, addends):
         "consistency": float(np.mean(predictions["sum"] == predictions["digit"] + addends)),
         "digit_confusion": confusion_matrix(digits, predictions["digit"], labels=range(NUM_DIGITS)),
         "sum_confusion": confusion_matrix(true_sums, predictions["sum"], labels=range(NUM_SUMS)),
-        "digit_report": classification_report(digits, predictions["digit"], labels=range(NUM_DIGITS), digits=4, zero_division=0),
-        "sum_report": classification_report(true_sums, predictions["sum"], labels=range(NUM_SUMS), digits=4, zero_division=0),
+        "digit_report": classification_report(
+            digits, predictions["digit"], labels=range(NUM_DIGITS), digits=4, zero_division=0
+        ),
+        "sum_report": classification_report(
+            true_sums, predictions["sum"], labels=range(NUM_SUMS), digits=4, zero_division=0
+        ),
         "misclassified": np.flatnonzero(~(digit_hit & sum_hit)),
         "predictions": predictions,
     }

@@ -43,8 +43,10 @@ def keep_freed_memory():
     except OSError:
         return False
     big = 1 << 30
-    return all(libc.mallopt(option, value) == 1 for option, value in
-               ((_M_TRIM_THRESHOLD, big), (_M_MMAP_THRESHOLD, big), (_M_TOP_PAD, 1 << 26)))
+    return all(
+        libc.mallopt(option, value) == 1
+        for option, value in ((_M_TRIM_THRESHOLD, big), (_M_MMAP_THRESHOLD, big), (_M_TOP_PAD, 1 << 26))
+    )
 
 
 # --------------------------------------------------------------------------- plotting
@@ -131,8 +133,11 @@ def plot_batch(inputs, targets, raw_images=None, count=8, path=None):
     images = _pixels(inputs["image"], "inputs['image']")
     addends, digits, sums = (
         _indices(decode_one_hot(batch[key], key), key, classes, len(images))
-        for batch, key, classes in ((inputs, "addend", NUM_DIGITS), (targets, "digit", NUM_DIGITS),
-                                    (targets, "sum", NUM_SUMS))
+        for batch, key, classes in (
+            (inputs, "addend", NUM_DIGITS),
+            (targets, "digit", NUM_DIGITS),
+            (targets, "sum", NUM_SUMS),
+        )
     )
     rows = {"": images}
     if raw_images is not None:
@@ -199,8 +204,9 @@ def plot_confusion_matrix(matrix, labels=None, title="Confusion matrix", path=No
     return _finish(fig, path)
 
 
-def plot_misclassified(images, true_digits, predicted_digits, addends, true_sums, predicted_sums,
-                       max_images=24, path=None):
+def plot_misclassified(
+    images, true_digits, predicted_digits, addends, true_sums, predicted_sums, max_images=24, path=None
+):
     """Gallery of (mis)classified examples: the digit above each image, the sum below, wrong ones in red."""
     if max_images < 1:
         raise ValueError(f"max_images must be positive, got {max_images}")
@@ -216,10 +222,17 @@ def plot_misclassified(images, true_digits, predicted_digits, addends, true_sums
     for i, ax in enumerate(axes):
         digit_wrong = true_digits[i] != predicted_digits[i]
         sum_wrong = true_sums[i] != predicted_sums[i]
-        _show_image(ax, images[i], f"digit {true_digits[i]}, pred {predicted_digits[i]}",
-                    color="red" if digit_wrong else "black")
-        ax.set_xlabel(f"{true_digits[i]}+{addends[i]}={true_sums[i]}, pred {predicted_sums[i]}",
-                      fontsize=9, color="red" if sum_wrong else "black")
+        _show_image(
+            ax,
+            images[i],
+            f"digit {true_digits[i]}, pred {predicted_digits[i]}",
+            color="red" if digit_wrong else "black",
+        )
+        ax.set_xlabel(
+            f"{true_digits[i]}+{addends[i]}={true_sums[i]}, pred {predicted_sums[i]}",
+            fontsize=9,
+            color="red" if sum_wrong else "black",
+        )
     fig.suptitle(f"True and predicted digit and sum, wrong in red ({shown} of {count})")
     return _finish(fig, path)
 
@@ -241,8 +254,7 @@ def plot_outside_images(originals, preprocessed, predictions, names=None, path=N
             f"and {len(names)} names: expected one of each per image"
         )
     fig, axes = _subplots(count, 3, figsize=(8, 2.2 * count), width_ratios=(1, 1, 1.6))
-    for row, original, image, prediction, name in zip(axes, originals, preprocessed, predictions, names,
-                                                      strict=True):
+    for row, original, image, prediction, name in zip(axes, originals, preprocessed, predictions, names, strict=True):
         missing = [key for key in PREDICTION_KEYS if key not in prediction]
         if missing:
             raise ValueError(f"prediction for {name!r} lacks {missing}")
@@ -271,11 +283,24 @@ def plot_addition_table(table, path=None):
     shown = ax.imshow(table, cmap="Blues", vmin=0, vmax=NUM_SUMS - 1)
     fig.colorbar(shown, ax=ax, shrink=0.8, label="predicted sum")
     _write_values(ax, shown, table, np.argwhere(~wrong), fontsize=9)
-    _write_values(ax, shown, table, np.argwhere(wrong), fontsize=9, color="white", fontweight="bold",
-                  bbox={"facecolor": "red", "edgecolor": "none"})
+    _write_values(
+        ax,
+        shown,
+        table,
+        np.argwhere(wrong),
+        fontsize=9,
+        color="white",
+        fontweight="bold",
+        bbox={"facecolor": "red", "edgecolor": "none"},
+    )
     ticks = range(NUM_DIGITS)
-    ax.set(xticks=ticks, yticks=ticks, xlabel="addend", ylabel="digit in the image",
-           title=f"Predicted sums: {wrong.sum()} of {table.size} wrong")
+    ax.set(
+        xticks=ticks,
+        yticks=ticks,
+        xlabel="addend",
+        ylabel="digit in the image",
+        title=f"Predicted sums: {wrong.sum()} of {table.size} wrong",
+    )
     return _finish(fig, path)
 
 
@@ -306,8 +331,9 @@ def _write_values(ax, image, matrix, cells, fontsize, **text_kwargs):
     for row, column in cells:
         value = matrix[row, column]
         color = "white" if image.norm(value) > 0.6 else "black"
-        ax.text(column, row, f"{value:g}", ha="center", va="center", fontsize=fontsize,
-                **{"color": color, **text_kwargs})
+        ax.text(
+            column, row, f"{value:g}", ha="center", va="center", fontsize=fontsize, **{"color": color, **text_kwargs}
+        )
 
 
 def _pixels(images, name="images"):
@@ -332,14 +358,17 @@ def _history_logs(history):
     else:
         logs = history.history if isinstance(history, keras.callbacks.History) else dict(history)
     logs = {key: np.asarray(values, dtype=float) for key, values in logs.items()}
-    missing = [f"{head}_{metric}" for head in HEADS for metric in ("loss", "accuracy")
-               if f"{head}_{metric}" not in logs]
+    missing = [
+        f"{head}_{metric}" for head in HEADS for metric in ("loss", "accuracy") if f"{head}_{metric}" not in logs
+    ]
     if missing:
         raise ValueError(f"history lacks {missing}; it has {sorted(logs)}")
     epochs = len(logs["digit_loss"])
     if epochs == 0 or any(len(values) != epochs for values in logs.values()):
-        raise ValueError(f"history needs one value per epoch in every metric, got lengths "
-                         f"{ {key: len(values) for key, values in logs.items()} }")
+        raise ValueError(
+            f"history needs one value per epoch in every metric, got lengths "
+            f"{ {key: len(values) for key, values in logs.items()} }"
+        )
     return np.asarray(logs.pop("epoch", getattr(history, "epoch", range(epochs)))) + 1, logs
 
 

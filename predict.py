@@ -62,8 +62,14 @@ def format_table(rows):
     """The predictions as an aligned text table, one row per image."""
     header = ("file", "digit", "p(digit)", "addend", "sum", "p(sum)")
     lines = [header] + [
-        (row["file"], str(row["digit"]), f"{row['digit_probability']:.3f}", str(row["addend"]),
-         str(row["sum"]), f"{row['sum_probability']:.3f}")
+        (
+            row["file"],
+            str(row["digit"]),
+            f"{row['digit_probability']:.3f}",
+            str(row["addend"]),
+            str(row["sum"]),
+            f"{row['sum_probability']:.3f}",
+        )
         for row in rows
     ]
     widths = [max(map(len, column)) for column in zip(*lines, strict=True)]

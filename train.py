@@ -234,13 +234,18 @@ def write_model_archive(model, metadata, path):
         os.replace(staged, path)
 
 
+def ensure_writable(directory):
+    """Create `directory` when needed and check that files can be written in it (raises OSError)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryFile(dir=directory):
+        pass
+
+
 def main(argv=None):
     args = parse_args(argv)
     output_dir = args.output_dir
     try:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=output_dir):
-            pass
+        ensure_writable(output_dir)
     except OSError as error:
         print(f"train.py: error: output directory {str(output_dir)!r} is not writable: {error}", file=sys.stderr)
         return 2

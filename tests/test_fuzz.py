@@ -59,14 +59,18 @@ IMAGE_SHAPES = st.sampled_from([(28, 28), (28, 28, 1), (2, 28, 28), (1, 28, 28, 
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(DTYPES.flatmap(lambda dtype: IMAGE_SHAPES.flatmap(lambda shape: hnp.arrays(dtype, shape, elements=_elements(dtype)))))
+@given(
+    DTYPES.flatmap(
+        lambda dtype: IMAGE_SHAPES.flatmap(lambda shape: hnp.arrays(dtype, shape, elements=_elements(dtype)))
+    )
+)
 def test_image_batches_are_valid_or_raise_value_error(images):
     try:
         batch = as_mnist_batch(images)
     except ValueError:
         return
     assert batch.dtype == np.float32 and batch.shape[1:] == (28, 28, 1) and len(batch) >= 1
-    assert 0 <= batch.min() and batch.max() <= 255
+    assert batch.min() >= 0 and batch.max() <= 255
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -83,4 +87,4 @@ def test_preprocess_image_is_mnist_shaped_or_raises_value_error(source):
     except ValueError:
         return
     assert image.shape == (28, 28, 1) and image.dtype == np.float32
-    assert 0 <= image.min() and image.max() <= 255 and image.max() > 0
+    assert image.min() >= 0 and image.max() <= 255 and image.max() > 0

@@ -12,8 +12,19 @@ from PIL import Image
 import helper_mnist
 from data_creation import MnistSumDataset
 
-HISTORY_COLUMNS = ["epoch", "digit_accuracy", "digit_loss", "loss", "sum_accuracy", "sum_loss",
-                   "val_digit_accuracy", "val_digit_loss", "val_loss", "val_sum_accuracy", "val_sum_loss"]
+HISTORY_COLUMNS = [
+    "epoch",
+    "digit_accuracy",
+    "digit_loss",
+    "loss",
+    "sum_accuracy",
+    "sum_loss",
+    "val_digit_accuracy",
+    "val_digit_loss",
+    "val_loss",
+    "val_sum_accuracy",
+    "val_sum_loss",
+]
 
 
 @pytest.fixture(autouse=True)
@@ -159,8 +170,7 @@ def test_training_curves_from_a_keras_history():
 def test_training_curves_from_the_csv_log_with_a_learning_rate_column(tmp_path):
     logs = history_logs(5)
     rows = [",".join([*HISTORY_COLUMNS, "learning_rate"])]
-    rows += [",".join(map(str, [epoch] + [logs[c][epoch] for c in HISTORY_COLUMNS[1:]] + [1e-3]))
-             for epoch in range(5)]
+    rows += [",".join(map(str, [epoch] + [logs[c][epoch] for c in HISTORY_COLUMNS[1:]] + [1e-3])) for epoch in range(5)]
     (tmp_path / "training_history.log").write_text("\n".join(rows) + "\n")
     fig = helper_mnist.plot_training_curves(tmp_path / "training_history.log", path=tmp_path / "c.png")
     assert_curves(fig, 5)
@@ -228,8 +238,9 @@ def test_misclassified_marks_the_wrong_digit_and_sum_in_red(digit_images, tmp_pa
     images, _ = digit_images
     true_digits, predicted_digits, addends = [1, 2, 3], [1, 5, 3], [4, 4, 4]
     true_sums, predicted_sums = [5, 6, 7], [5, 9, 8]
-    fig = helper_mnist.plot_misclassified(images[:3], true_digits, predicted_digits, addends, true_sums,
-                                          predicted_sums, path=tmp_path / "w.png")
+    fig = helper_mnist.plot_misclassified(
+        images[:3], true_digits, predicted_digits, addends, true_sums, predicted_sums, path=tmp_path / "w.png"
+    )
     assert titles(fig) == ["digit 1, pred 1", "digit 2, pred 5", "digit 3, pred 3"]
     assert [ax.get_xlabel() for ax in fig.axes] == ["1+4=5, pred 5", "2+4=6, pred 9", "3+4=7, pred 8"]
     assert [ax.title.get_color() for ax in fig.axes] == ["black", "red", "black"]
@@ -267,16 +278,22 @@ def test_addition_table_rejects_bad_tables(table):
 
 
 def outside_prediction(digit, addend, digit_probability=0.9, sum_probability=0.8):
-    return {"digit": digit, "digit_probability": digit_probability, "addend": addend,
-            "sum": digit + addend, "sum_probability": sum_probability}
+    return {
+        "digit": digit,
+        "digit_probability": digit_probability,
+        "addend": addend,
+        "sum": digit + addend,
+        "sum_probability": sum_probability,
+    }
 
 
 def test_outside_images_show_original_input_and_probabilities(digit_images, tmp_path):
     images, _ = digit_images
     originals = [Image.fromarray(255 - images[0]).resize((90, 60)), np.stack([images[1]] * 3, axis=-1)]
     predictions = [outside_prediction(7, 3, 0.98, 0.95), outside_prediction(2, 9, 0.6, 0.51)]
-    fig = helper_mnist.plot_outside_images(originals, images[:2], predictions, names=["seven.png", "two.jpg"],
-                                           path=tmp_path / "o.png")
+    fig = helper_mnist.plot_outside_images(
+        originals, images[:2], predictions, names=["seven.png", "two.jpg"], path=tmp_path / "o.png"
+    )
     assert len(fig.axes) == 6
     assert titles(fig)[::3] == ["seven.png", "two.jpg"]
     assert fig.axes[0].images[0].get_array().shape == (60, 90)

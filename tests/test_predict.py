@@ -39,8 +39,7 @@ def trained_model():
 
 def run_script(*args):
     """Run predict.py as a command; returns the finished process, output captured."""
-    return subprocess.run([sys.executable, "predict.py", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run([sys.executable, "predict.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=300)
 
 
 def error_lines(stderr):
@@ -141,7 +140,10 @@ def test_the_trained_model_reads_the_sample_images(trained_model):
     digits = np.array([int(path.name[0]) for path in SAMPLES])
     addends = np.arange(len(SAMPLES)) % 10
     predicted = predict_digit_and_sum(trained_model, np.stack([preprocess_image(p) for p in SAMPLES]), addends)
-    wrong = [f"{path.name} read as {digit}" for path, digit, true in
-             zip(SAMPLES, predicted["digit"], digits, strict=True) if digit != true]
+    wrong = [
+        f"{path.name} read as {digit}"
+        for path, digit, true in zip(SAMPLES, predicted["digit"], digits, strict=True)
+        if digit != true
+    ]
     assert np.mean(predicted["digit"] == digits) >= SAMPLE_ACCURACY_FLOOR, wrong
     assert np.mean(predicted["sum"] == digits + addends) >= SAMPLE_ACCURACY_FLOOR, wrong

@@ -154,9 +154,11 @@ def test_ink_on_a_transparent_sheet(tmp_path, seven):
     assert correlation(preprocess_image(path), seven) > 0.95
 
 
-@pytest.mark.parametrize("picture", [np.full((50, 40), 200, np.uint8), np.zeros((28, 28)),
-                                     np.full((30, 30, 3), (10, 200, 30), np.uint8)],
-                         ids=["grey", "black", "green"])
+@pytest.mark.parametrize(
+    "picture",
+    [np.full((50, 40), 200, np.uint8), np.zeros((28, 28)), np.full((30, 30, 3), (10, 200, 30), np.uint8)],
+    ids=["grey", "black", "green"],
+)
 def test_a_uniform_image_has_no_digit(picture):
     with pytest.raises(ValueError, match="no digit found"):
         preprocess_image(picture)
@@ -204,9 +206,18 @@ def test_a_decompression_bomb_is_refused(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize(
     "array",
-    [np.ones((28, 28), bool), np.array([[None, 1], [2, 3]], object), np.full((28, 28), np.nan),
-     np.full((28, 28), np.inf), np.zeros((0, 28)), np.zeros(28), np.zeros((2, 28, 28, 1)),
-     np.zeros((28, 28, 2)), np.full((28, 28), -1.0), b"not an array"],
+    [
+        np.ones((28, 28), bool),
+        np.array([[None, 1], [2, 3]], object),
+        np.full((28, 28), np.nan),
+        np.full((28, 28), np.inf),
+        np.zeros((0, 28)),
+        np.zeros(28),
+        np.zeros((2, 28, 28, 1)),
+        np.zeros((28, 28, 2)),
+        np.full((28, 28), -1.0),
+        b"not an array",
+    ],
     ids=["bool", "object", "nan", "inf", "empty", "1-D", "4-D", "2-channel", "negative", "bytes"],
 )
 def test_bad_arrays_are_refused(array):
