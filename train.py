@@ -12,6 +12,7 @@ replaces a saved model, log or plot.
 import argparse
 import contextlib
 import hashlib
+import importlib.metadata
 import json
 import os
 import platform
@@ -201,21 +202,11 @@ def train_model(
         },
         "data_sha256": checksum,
         "code_version": version,
-        "versions": {
-            "python": platform.python_version(),
-            "keras": keras.__version__,
-            "tensorflow": _tensorflow_version(),
-            "numpy": __import__("numpy").__version__,
-        },
+        "versions": {"python": platform.python_version()}
+        | {package: importlib.metadata.version(package) for package in ("tensorflow", "keras", "numpy")},
         "parameters": model.count_params(),
     }
     return model, history, results
-
-
-def _tensorflow_version():
-    import tensorflow as tf
-
-    return tf.__version__
 
 
 def write_model_archive(model, metadata, path):
