@@ -126,12 +126,11 @@ def as_mnist_batch(images, name="images"):
         raise ValueError(f"{name} must have shape (28, 28), (N, 28, 28) or (N, 28, 28, 1), got {np.shape(images)}")
     if len(array) == 0:
         raise ValueError(f"{name} is an empty batch")
-    array = array.astype(np.float32)
     if not np.all(np.isfinite(array)):
         raise ValueError(f"{name} contains NaN or infinite pixels")
     if array.min() < 0 or array.max() > 255:
         raise ValueError(f"{name} must hold pixels 0-255, got {array.min():g} to {array.max():g}")
-    return array[..., None]
+    return array.astype(np.float32)[..., None]  # checked before the cast, which would turn 1e300 into inf
 
 
 _compiled_calls = weakref.WeakKeyDictionary()
