@@ -46,6 +46,13 @@ def load_saved_model(path="model.zip"):
         return _load_keras_file(path, path)
     if not zipfile.is_zipfile(path):
         raise ValueError(f"model file {path!r} is neither a model.zip archive nor a .keras file")
+    try:
+        return _load_archive(path)
+    except zipfile.BadZipFile as error:
+        raise ValueError(f"model archive {path!r} is corrupt: {error}") from None
+
+
+def _load_archive(path):
     with zipfile.ZipFile(path) as archive, tempfile.TemporaryDirectory() as private_dir:
         _check_archive(archive, path)
         metadata = json.loads(archive.read(METADATA_MEMBER))
