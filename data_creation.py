@@ -34,7 +34,7 @@ def load_mnist(path=None):
     """
     path = path or os.environ.get("MNIST_NPZ")
     if path is None:
-        (x_train, y_train), (x_test, y_test) = keras.datasets.mnist.load_data()
+        (x_train, y_train), (x_test, y_test) = _download_mnist()
         source = "keras.datasets.mnist"
     else:
         x_train, y_train, x_test, y_test = _read_npz(path)
@@ -42,6 +42,17 @@ def load_mnist(path=None):
     _check_split(x_train, y_train, "train", source)
     _check_split(x_test, y_test, "test", source)
     return (x_train, y_train), (x_test, y_test)
+
+
+def _download_mnist():
+    """Keras' cached download; without a network it fails with a message that says what to do instead."""
+    try:
+        return keras.datasets.mnist.load_data()
+    except Exception as error:  # Keras raises a bare Exception for a failed fetch
+        raise FileNotFoundError(
+            f"MNIST could not be downloaded ({error}); pass the path of an mnist.npz "
+            "(train.py --data PATH) or set the MNIST_NPZ environment variable"
+        ) from None
 
 
 def _read_npz(path):

@@ -157,11 +157,13 @@ def plot_batch(inputs, targets, raw_images=None, count=8, path=None):
 
 
 def plot_training_curves(history, path=None):
-    """Loss and accuracy per epoch of both heads: training solid, validation dashed.
+    """Loss and error rate (1 - accuracy) per epoch of both heads, log scales: training solid, validation dashed.
 
     `history` is the History `model.fit` returns, a dict of per-epoch lists
     keyed like Keras' logs (`digit_loss`, `val_sum_accuracy`, ...), or the path
-    of the CSV log that train.py writes (training_history.log).
+    of the CSV log that train.py writes (training_history.log). On a log scale
+    the last epochs' step from 0.4% to 0.3% error is as visible as the first
+    epoch's from 10% to 1%.
     """
     epochs, logs = _history_logs(history)
     fig, axes = _subplots(1, 2, figsize=(11, 4))
@@ -169,9 +171,10 @@ def plot_training_curves(history, path=None):
         for head, color in zip(HEADS, ("tab:blue", "tab:orange"), strict=True):
             for prefix, style, split in (("", "-", "training"), ("val_", "--", "validation")):
                 if f"{prefix}{head}_{metric}" in logs:
-                    values = logs[f"{prefix}{head}_{metric}"]
+                    values = np.asarray(logs[f"{prefix}{head}_{metric}"], dtype=float)
+                    values = 1 - values if metric == "accuracy" else values
                     ax.plot(epochs, values, style, color=color, marker=".", label=f"{head} {split}")
-        ax.set(title=metric, xlabel="epoch", yscale="log" if metric == "loss" else "linear")
+        ax.set(title="loss" if metric == "loss" else "error rate (1 - accuracy)", xlabel="epoch", yscale="log")
         ax.xaxis.get_major_locator().set_params(integer=True)
         ax.legend()
     return _finish(fig, path)

@@ -24,11 +24,12 @@ import time
 import zipfile
 from pathlib import Path
 
-EPOCHS = 12
+EPOCHS = 18
 BATCH_SIZE = 128
 SEED = 0
 PEAK_LEARNING_RATE = 3e-3
 WARMUP_EPOCHS = 1
+EMA_STEPS = 2_000  # the weights are averaged over about this many steps (a fifth of the run at most)
 EARLY_STOPPING_PATIENCE = 5
 QUICK = dict(train_images=5_000, validation_images=1_000, test_images=2_000, epochs=2)
 
@@ -122,6 +123,12 @@ def learning_rate_schedule(steps_per_epoch, epochs):
     )
 
 
+def ema_momentum(steps_per_epoch, epochs):
+    """The momentum of the weight average: a horizon of EMA_STEPS steps, cut to a fifth of a short run
+    (the average starts from the untrained weights, which must have faded out by the end)."""
+    return 1 - 1 / max(1.0, min(EMA_STEPS, epochs * steps_per_epoch / 5))
+
+
 def train_model(
     data_path=None,
     epochs=EPOCHS,
@@ -162,7 +169,11 @@ def train_model(
     test_data = MnistSumDataset(x_test, y_test, 512, seed=seed + 2)
 
     with distribution_scope(strategy):
-        model = compile_model(build_model(), learning_rate=learning_rate_schedule(len(train_data), epochs))
+        model = compile_model(
+            build_model(),
+            learning_rate=learning_rate_schedule(len(train_data), epochs),
+            ema_momentum=ema_momentum(len(train_data), epochs),
+        )
 
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -173,6 +184,7 @@ def train_model(
     callbacks = [
         keras.callbacks.BackupAndRestore(str(backup_dir)),
         keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs: train_data.set_epoch(epoch)),
+        keras.callbacks.SwapEMAWeights(swap_on_epoch=True),  # validate and checkpoint the averaged weights
         keras.callbacks.ModelCheckpoint(str(best_path), monitor="val_loss", save_best_only=True),
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=EARLY_STOPPING_PATIENCE),
         keras.callbacks.CSVLogger(str(work_dir / HISTORY_FILE), append=resume),
@@ -195,6 +207,7 @@ def train_model(
             "batch_size": batch_size,
             "peak_learning_rate": PEAK_LEARNING_RATE,
             "warmup_epochs": WARMUP_EPOCHS,
+            "ema_momentum": ema_momentum(len(train_data), epochs),
             "quick": quick,
             "strategy": strategy,
             "train_images": len(x_train),

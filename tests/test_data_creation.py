@@ -1,5 +1,6 @@
 """Encoders, MNIST loading and the Keras data set."""
 
+import keras
 import numpy as np
 import pytest
 
@@ -114,6 +115,16 @@ def test_load_mnist_names_file_and_problem(tmp_path, overrides, message):
     assert "bad.npz" in str(raised.value)
 
 
+def test_load_mnist_failed_download_says_what_to_do(monkeypatch):
+    def offline():
+        raise Exception("URL fetch failure on https://example.invalid/mnist.npz: None -- no network")
+
+    monkeypatch.delenv("MNIST_NPZ", raising=False)
+    monkeypatch.setattr(keras.datasets.mnist, "load_data", offline)
+    with pytest.raises(FileNotFoundError, match="could not be downloaded.*MNIST_NPZ"):
+        load_mnist()
+
+
 def test_load_mnist_missing_and_not_npz(tmp_path):
     with pytest.raises(FileNotFoundError, match="nothing.npz"):
         load_mnist(tmp_path / "nothing.npz")
@@ -206,6 +217,12 @@ def test_training_batches_are_augmented(mnist):
     assert np.all((ink_ratio > 0.6) & (ink_ratio < 1.6))
     plain = MnistSumDataset(images, digits, batch_size=64, training=True, seed=0, augment=False)
     assert np.array_equal(plain[0][0]["image"][..., 0], images[plain.order].astype(np.float32))
+
+
+def test_augmentation_without_any_transform_is_the_identity(mnist):
+    (x_train, _), _ = mnist
+    still = dict(max_rotation=0.0, max_shift=0.0, zoom_range=0.0)
+    np.testing.assert_array_equal(augment_images(x_train[:16], np.random.default_rng(0), **still), x_train[:16])
 
 
 def test_augmentation_never_flips():

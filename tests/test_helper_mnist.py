@@ -145,8 +145,8 @@ def history_logs(epochs=3):
 
 
 def assert_curves(fig, epochs, first_epoch=1):
-    loss, accuracy = fig.axes
-    assert [loss.get_title(), accuracy.get_title()] == ["loss", "accuracy"]
+    loss, error = fig.axes
+    assert [loss.get_title(), error.get_title()] == ["loss", "error rate (1 - accuracy)"]
     for ax in fig.axes:
         labels = [line.get_label() for line in ax.get_lines()]
         assert labels == ["digit training", "digit validation", "sum training", "sum validation"]
@@ -158,7 +158,8 @@ def test_training_curves_from_a_dict_of_lists():
     logs = history_logs()
     fig = helper_mnist.plot_training_curves(logs)
     assert_curves(fig, 3)
-    assert fig.axes[1].get_lines()[3].get_ydata().tolist() == logs["val_sum_accuracy"]
+    np.testing.assert_allclose(fig.axes[1].get_lines()[3].get_ydata(), 1 - np.array(logs["val_sum_accuracy"]))
+    assert fig.axes[1].get_yscale() == "log" and "error rate" in fig.axes[1].get_title()
 
 
 def test_training_curves_from_a_keras_history():

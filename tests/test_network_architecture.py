@@ -40,6 +40,12 @@ def test_compiled_with_crossentropy_and_accuracy_per_head():
     assert {"digit_accuracy", "sum_accuracy", "digit_loss", "sum_loss"} <= set(logs)
 
 
+def test_optimizer_keeps_an_average_of_the_weights():
+    optimizer = compile_model(build_model(), ema_momentum=0.99).optimizer
+    assert optimizer.use_ema and optimizer.ema_momentum == 0.99
+    assert isinstance(optimizer, keras.optimizers.AdamW)
+
+
 def test_save_and_safe_load_give_identical_predictions(untrained_model, tmp_path):
     path = tmp_path / "model.keras"
     untrained_model.save(path)

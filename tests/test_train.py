@@ -28,6 +28,14 @@ def history_epochs(path):
         return [int(row["epoch"]) for row in csv.DictReader(handle)]
 
 
+def test_weight_average_horizon_is_capped_by_the_run_length():
+    import train
+
+    assert train.ema_momentum(1_000, 100) == pytest.approx(1 - 1 / train.EMA_STEPS)  # a long run
+    assert train.ema_momentum(40, 2) == pytest.approx(1 - 1 / 16)  # --quick: a fifth of its 80 steps
+    assert train.ema_momentum(1, 1) == 0.0  # a single step: no averaging at all
+
+
 def test_short_real_training_learns_both_heads(mnist, tmp_path):
     """5,000 MNIST images, 3 epochs: the floor is 90% digit / 85% sum on 2,000 test images."""
     from train import main
@@ -68,6 +76,22 @@ def test_bad_data_exits_2_and_keeps_saved_files(tmp_path):
     assert len(own_stderr_lines(result.stderr)) == 1
     for name, content in saved.items():
         assert (tmp_path / name).read_bytes() == content
+
+
+def test_no_data_and_no_network_exits_2_with_advice(tmp_path, monkeypatch, capsys):
+    import keras
+
+    from train import main
+
+    def offline():
+        raise Exception("URL fetch failure: no network")
+
+    monkeypatch.delenv("MNIST_NPZ", raising=False)
+    monkeypatch.setattr(keras.datasets.mnist, "load_data", offline)
+    assert main(["--quick", "--output-dir", str(tmp_path)]) == 2
+    error = capsys.readouterr().err
+    assert "could not be downloaded" in error and "--data" in error
+    assert not (tmp_path / "model.zip").exists()
 
 
 def test_unwritable_output_directory_is_reported(tmp_path):
