@@ -143,7 +143,9 @@ def train_model(
     """Train from scratch (or resume) and return `(model, history, results)`.
 
     `results` holds the test accuracies and everything needed to reproduce the
-    run; the best epoch's weights (by validation loss) are restored at the end.
+    run. Validation, checkpoints and the returned model use the optimizer's
+    moving average of the weights; the best epoch's (by validation loss) are
+    restored at the end.
     Files go to `work_dir` only: the model checkpoint, the CSV log and the
     BackupAndRestore state.
     """
