@@ -149,7 +149,9 @@ def compile_original_model(model):
 def setup_project(x_train, y_train, settings):
     """This project's network as train.py trains it: augmented images, addends re-drawn every epoch,
     AdamW with a warm-up and cosine decay over the maximum epochs, batch 128, validated (and finally
-    left) with the averaged weights. Returns the model, its training data and its callbacks."""
+    left) with the averaged weights.
+
+    Returns the model, its training data and its callbacks, like every setup."""
     data = MnistSumDataset(x_train, y_train, train.BATCH_SIZE, training=True, seed=settings.seed)
     schedule = train.learning_rate_schedule(len(data), settings.max_epochs)
     model = compile_model(
@@ -166,6 +168,11 @@ def setup_original(x_train, y_train, settings):
 
 
 SETUPS = {"project": setup_project, "original": setup_original}
+
+
+def describe(setup):
+    """A setup's description for the report: the first paragraph of its docstring, on one line."""
+    return " ".join(setup.__doc__.split("\n\n")[0].split())
 
 
 # --------------------------------------------------------------------------- measurements
@@ -435,7 +442,7 @@ def build_report(machine, settings, results):
             "thresholds": THRESHOLDS,
             "latency_warmup_calls": LATENCY_WARMUP_CALLS,
         },
-        "models": {name: {"description": " ".join(SETUPS[name].__doc__.split()), **results[name]} for name in SETUPS},
+        "models": {name: {"description": describe(SETUPS[name]), **results[name]} for name in SETUPS},
         "ratios": ratios(results),
     }
 

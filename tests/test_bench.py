@@ -62,6 +62,9 @@ def test_quick_benchmark_reports_both_models_with_sane_numbers(quick_reports):
     models = report["models"]
     assert set(models) == {"project", "original"}
     assert models["original"]["parameters"] == 347_277
+    assert models["project"]["description"].startswith("This project's network") and all(
+        "Returns" not in model["description"] for model in models.values()
+    )
     for model in models.values():
         assert model["flops_per_image"] > 0 and model["parameters"] > 0
         for accuracy in ("test_digit_accuracy", "test_sum_accuracy", "final_val_digit_accuracy"):
