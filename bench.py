@@ -45,7 +45,6 @@ from data_creation import (
 )
 from evaluate_func import predict_digit_and_sum
 from helper_mnist import keep_freed_memory, seed_everything
-from network_architecture import build_model, compile_model
 
 THRESHOLDS = (0.994, 0.996)  # validation digit accuracies whose first crossing is timed
 VALIDATION_BATCH = 512  # as train.py
@@ -153,11 +152,7 @@ def setup_project(x_train, y_train, settings):
 
     Returns the model, its training data and its callbacks, like every setup."""
     data = MnistSumDataset(x_train, y_train, train.BATCH_SIZE, training=True, seed=settings.seed)
-    schedule = train.learning_rate_schedule(len(data), settings.max_epochs)
-    model = compile_model(
-        build_model(), learning_rate=schedule, ema_momentum=train.ema_momentum(len(data), settings.max_epochs)
-    )
-    return model, data, [keras.callbacks.SwapEMAWeights()]
+    return train.compiled_model(len(data), settings.max_epochs), data, [keras.callbacks.SwapEMAWeights()]
 
 
 def setup_original(x_train, y_train, settings):

@@ -171,7 +171,7 @@ def plot_training_curves(history, path=None):
         for head, color in zip(HEADS, ("tab:blue", "tab:orange"), strict=True):
             for prefix, style, split in (("", "-", "training"), ("val_", "--", "validation")):
                 if f"{prefix}{head}_{metric}" in logs:
-                    values = np.asarray(logs[f"{prefix}{head}_{metric}"], dtype=float)
+                    values = logs[f"{prefix}{head}_{metric}"]  # float arrays (_history_logs)
                     values = 1 - values if metric == "accuracy" else values
                     ax.plot(epochs, values, style, color=color, marker=".", label=f"{head} {split}")
         ax.set(title="loss" if metric == "loss" else "error rate (1 - accuracy)", xlabel="epoch", yscale="log")

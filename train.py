@@ -129,6 +129,18 @@ def ema_momentum(steps_per_epoch, epochs):
     return 1 - 1 / max(1.0, min(EMA_STEPS, epochs * steps_per_epoch / 5))
 
 
+def compiled_model(steps_per_epoch, epochs):
+    """The network compiled as training uses it: the warm-up/cosine schedule and the weight average
+    planned for `epochs` epochs of `steps_per_epoch` steps."""
+    from network_architecture import build_model, compile_model
+
+    return compile_model(
+        build_model(),
+        learning_rate=learning_rate_schedule(steps_per_epoch, epochs),
+        ema_momentum=ema_momentum(steps_per_epoch, epochs),
+    )
+
+
 def train_model(
     data_path=None,
     epochs=EPOCHS,
@@ -153,7 +165,6 @@ def train_model(
 
     from data_creation import MnistSumDataset, load_mnist, train_validation_split
     from helper_mnist import keep_freed_memory, seed_everything
-    from network_architecture import build_model, compile_model
 
     version = code_version()  # the code this run starts with
     keep_freed_memory()
@@ -171,11 +182,7 @@ def train_model(
     test_data = MnistSumDataset(x_test, y_test, 512, seed=seed + 2)
 
     with distribution_scope(strategy):
-        model = compile_model(
-            build_model(),
-            learning_rate=learning_rate_schedule(len(train_data), epochs),
-            ema_momentum=ema_momentum(len(train_data), epochs),
-        )
+        model = compiled_model(len(train_data), epochs)
 
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -209,7 +216,7 @@ def train_model(
             "batch_size": batch_size,
             "peak_learning_rate": PEAK_LEARNING_RATE,
             "warmup_epochs": WARMUP_EPOCHS,
-            "ema_momentum": ema_momentum(len(train_data), epochs),
+            "ema_momentum": float(model.optimizer.ema_momentum),
             "quick": quick,
             "strategy": strategy,
             "train_images": len(x_train),
