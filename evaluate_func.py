@@ -1,8 +1,11 @@
 """Load the saved model safely, predict digits and sums, and evaluate them.
 
-model = load_saved_model("model.zip")
-predict_digit_and_sum(model, image, 7)        # one (28, 28) image, addend 7
-evaluate_model(model, x_test, y_test, addends)
+    model = load_saved_model("model.zip")
+    predict_digit_and_sum(model, image, 7)          # one (28, 28) image, addend 7
+    evaluate_model(model, x_test, y_test, addends)  # accuracies, reports, mistakes
+
+Images are MNIST-like pixels (0-255, white on black); `preprocess_image` turns
+photos and scans of a handwritten digit into that.
 """
 
 import hashlib
