@@ -1,4 +1,4 @@
-"""Shared fixtures: the real MNIST (skipped without it), small image sets and one untrained model."""
+"""Shared fixtures: the real MNIST (skipped without it), no network, small image sets and one untrained model."""
 
 import os
 import re
@@ -30,6 +30,18 @@ def mnist():
     from data_creation import load_mnist
 
     return load_mnist(path)
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    """No MNIST_NPZ and a Keras download that fails the way it does without a network."""
+    import keras
+
+    def failed_fetch():
+        raise Exception("URL fetch failure on https://example.invalid/mnist.npz: None -- no network")
+
+    monkeypatch.delenv("MNIST_NPZ", raising=False)
+    monkeypatch.setattr(keras.datasets.mnist, "load_data", failed_fetch)
 
 
 @pytest.fixture

@@ -78,16 +78,9 @@ def test_bad_data_exits_2_and_keeps_saved_files(tmp_path):
         assert (tmp_path / name).read_bytes() == content
 
 
-def test_no_data_and_no_network_exits_2_with_advice(tmp_path, monkeypatch, capsys):
-    import keras
-
+def test_no_data_and_no_network_exits_2_with_advice(tmp_path, offline, capsys):
     from train import main
 
-    def offline():
-        raise Exception("URL fetch failure: no network")
-
-    monkeypatch.delenv("MNIST_NPZ", raising=False)
-    monkeypatch.setattr(keras.datasets.mnist, "load_data", offline)
     assert main(["--quick", "--output-dir", str(tmp_path)]) == 2
     error = capsys.readouterr().err
     assert "could not be downloaded" in error and "--data" in error
