@@ -47,7 +47,6 @@ from evaluate_func import predict_digit_and_sum
 from helper_mnist import keep_freed_memory, seed_everything
 
 THRESHOLDS = (0.994, 0.996)  # validation digit accuracies whose first crossing is timed
-VALIDATION_BATCH = 512  # as train.py
 LATENCY_WARMUP_CALLS = 20
 LATENCY_CALLS = 200
 FULL = dict(
@@ -323,7 +322,7 @@ def benchmark_model(name, settings):
     seed_everything(settings.seed)
     (x_train, y_train), (x_val, y_val), (x_test, y_test) = load_data(settings)
     model, train_data, callbacks = SETUPS[name](x_train, y_train, settings)
-    val_data = MnistSumDataset(x_val, y_val, VALIDATION_BATCH, seed=settings.seed + 1)
+    val_data = MnistSumDataset(x_val, y_val, train.EVALUATION_BATCH_SIZE, seed=settings.seed + 1)
     clock = TrainingClock(train_data, settings.cap_seconds)
     print(f"bench.py: training the {name} model", flush=True)
     model.fit(

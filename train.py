@@ -26,6 +26,7 @@ from pathlib import Path
 
 EPOCHS = 18
 BATCH_SIZE = 128
+EVALUATION_BATCH_SIZE = 512  # validation and test batches (bench.py validates with the same)
 SEED = 0
 PEAK_LEARNING_RATE = 3e-3
 WARMUP_EPOCHS = 1
@@ -178,8 +179,8 @@ def train_model(
         x_test, y_test = x_test[: QUICK["test_images"]], y_test[: QUICK["test_images"]]
 
     train_data = MnistSumDataset(x_train, y_train, batch_size, training=True, seed=seed)
-    val_data = MnistSumDataset(x_val, y_val, 512, seed=seed + 1)
-    test_data = MnistSumDataset(x_test, y_test, 512, seed=seed + 2)
+    val_data = MnistSumDataset(x_val, y_val, EVALUATION_BATCH_SIZE, seed=seed + 1)
+    test_data = MnistSumDataset(x_test, y_test, EVALUATION_BATCH_SIZE, seed=seed + 2)
 
     with distribution_scope(strategy):
         model = compiled_model(len(train_data), epochs)
