@@ -145,12 +145,12 @@ def compile_original_model(model):
 
 
 def setup_project(x_train, y_train, settings):
-    """This project's network as train.py trains it: augmented images, addends re-drawn every epoch,
-    AdamW with a warm-up and cosine decay over the maximum epochs, batch 128, validated (and finally
-    left) with the averaged weights.
+    """This project's network as train.py trains it: augmented images (plain ones in the last two
+    epochs), addends re-drawn every epoch, AdamW with a warm-up and cosine decay over the maximum
+    epochs, batch 128, validated (and finally left) with the averaged weights.
 
     Returns the model, its training data and its callbacks, like every setup."""
-    data = MnistSumDataset(x_train, y_train, train.BATCH_SIZE, training=True, seed=settings.seed)
+    data = train.training_data(x_train, y_train, train.BATCH_SIZE, settings.max_epochs, settings.seed)
     return train.compiled_model(len(data), settings.max_epochs), data, [keras.callbacks.SwapEMAWeights()]
 
 

@@ -218,11 +218,15 @@ class MnistSumDataset(keras.utils.PyDataset):
     training=True: every epoch reshuffles the images, re-draws every image's
     addend and augments the images, all from `seed` and the epoch number, so
     the network meets new (image, addend) pairs each epoch and a run is
-    reproducible. training=False: one fixed addend per image (the same for the
-    same seed), the given order, no augmentation.
+    reproducible. `augment_epochs` (None: all) limits the augmentation to the
+    first epochs; later ones show the images as they are. training=False: one
+    fixed addend per image (the same for the same seed), the given order, no
+    augmentation.
     """
 
-    def __init__(self, images, digits, batch_size=128, training=False, seed=0, augment=True, **kwargs):
+    def __init__(
+        self, images, digits, batch_size=128, training=False, seed=0, augment=True, augment_epochs=None, **kwargs
+    ):
         super().__init__(**kwargs)
         images = np.asarray(images)
         if images.ndim != 3 or images.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE) or images.dtype != np.uint8:
@@ -231,6 +235,8 @@ class MnistSumDataset(keras.utils.PyDataset):
             raise ValueError("images is empty")
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        if augment_epochs is not None and (not isinstance(augment_epochs, int) or augment_epochs < 0):
+            raise ValueError(f"augment_epochs must be None or an integer >= 0, got {augment_epochs!r}")
         self.images = images
         self.digits = np.atleast_1d(as_class_indices(digits, "digits", NUM_DIGITS))
         if len(self.digits) != len(images):
@@ -238,9 +244,15 @@ class MnistSumDataset(keras.utils.PyDataset):
         self.batch_size = batch_size
         self.training = training
         self.augment = training and augment
+        self.augment_epochs = augment_epochs
         self.seed = seed
         self.epoch = 0
         self._arrange_epoch()
+
+    @property
+    def augmenting(self):
+        """Whether the batches of the current epoch are augmented."""
+        return self.augment and (self.augment_epochs is None or self.epoch < self.augment_epochs)
 
     def __len__(self):
         return math.ceil(len(self.images) / self.batch_size)
@@ -250,7 +262,7 @@ class MnistSumDataset(keras.utils.PyDataset):
             raise IndexError(f"batch {index} out of range for {len(self)} batches")
         rows = self.order[index * self.batch_size : (index + 1) * self.batch_size]
         images = self.images[rows]
-        if self.augment:
+        if self.augmenting:
             images = augment_images(images, np.random.default_rng([self.seed, self.epoch, index]))
         digits, addends = self.digits[rows], self.addends[rows]
         inputs = {"image": images[..., None].astype(np.float32), "addend": encode_addends(addends)}

@@ -30,6 +30,7 @@ EVALUATION_BATCH_SIZE = 512  # validation and test batches (bench.py validates w
 SEED = 0
 PEAK_LEARNING_RATE = 3e-3
 WARMUP_EPOCHS = 1
+CLEAN_EPOCHS = 2  # the last epochs train on the images as they are, like the test images (at most half the run)
 EMA_STEPS = 2_000  # the weights are averaged over about this many steps (a fifth of the run at most)
 EARLY_STOPPING_PATIENCE = 5
 QUICK = dict(train_images=5_000, validation_images=1_000, test_images=2_000, epochs=2)
@@ -130,6 +131,15 @@ def ema_momentum(steps_per_epoch, epochs):
     return 1 - 1 / max(1.0, min(EMA_STEPS, epochs * steps_per_epoch / 5))
 
 
+def training_data(images, digits, batch_size, epochs, seed):
+    """The training batches for an `epochs`-epoch run: augmented, except in the last CLEAN_EPOCHS epochs
+    (at most half the run), which fine-tune on the unaltered images."""
+    from data_creation import MnistSumDataset
+
+    augment_epochs = epochs - min(CLEAN_EPOCHS, epochs // 2)
+    return MnistSumDataset(images, digits, batch_size, training=True, seed=seed, augment_epochs=augment_epochs)
+
+
 def compiled_model(steps_per_epoch, epochs):
     """The network compiled as training uses it: the warm-up/cosine schedule and the weight average
     planned for `epochs` epochs of `steps_per_epoch` steps."""
@@ -178,7 +188,7 @@ def train_model(
         x_val, y_val = x_val[: QUICK["validation_images"]], y_val[: QUICK["validation_images"]]
         x_test, y_test = x_test[: QUICK["test_images"]], y_test[: QUICK["test_images"]]
 
-    train_data = MnistSumDataset(x_train, y_train, batch_size, training=True, seed=seed)
+    train_data = training_data(x_train, y_train, batch_size, epochs, seed)
     val_data = MnistSumDataset(x_val, y_val, EVALUATION_BATCH_SIZE, seed=seed + 1)
     test_data = MnistSumDataset(x_test, y_test, EVALUATION_BATCH_SIZE, seed=seed + 2)
 
@@ -218,6 +228,7 @@ def train_model(
             "peak_learning_rate": PEAK_LEARNING_RATE,
             "warmup_epochs": WARMUP_EPOCHS,
             "ema_momentum": float(model.optimizer.ema_momentum),
+            "augmented_epochs": train_data.augment_epochs,
             "quick": quick,
             "strategy": strategy,
             "train_images": len(x_train),

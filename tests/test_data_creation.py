@@ -213,6 +213,17 @@ def test_training_batches_are_augmented(mnist):
     assert np.array_equal(plain[0][0]["image"][..., 0], images[plain.order].astype(np.float32))
 
 
+def test_augmentation_stops_after_augment_epochs(mnist):
+    (x_train, y_train), _ = mnist
+    images, digits = x_train[:64], y_train[:64]
+    data = MnistSumDataset(images, digits, batch_size=64, training=True, seed=0, augment_epochs=2)
+    for epoch, augmented in [(0, True), (1, True), (2, False), (5, False)]:
+        data.set_epoch(epoch)
+        batch = data[0][0]["image"][..., 0]
+        assert data.augmenting is augmented
+        assert np.array_equal(batch, images[data.order].astype(np.float32)) is not augmented
+
+
 def test_augmentation_without_any_transform_is_the_identity(mnist):
     (x_train, _), _ = mnist
     still = dict(max_rotation=0.0, max_shift=0.0, zoom_range=0.0)
@@ -235,3 +246,5 @@ def test_dataset_rejects_bad_arguments(digit_images):
         MnistSumDataset(images, digits[:5])
     with pytest.raises(ValueError, match="batch_size"):
         MnistSumDataset(images, digits, batch_size=0)
+    with pytest.raises(ValueError, match="augment_epochs"):
+        MnistSumDataset(images, digits, training=True, augment_epochs=-1)

@@ -36,6 +36,15 @@ def test_weight_average_horizon_is_capped_by_the_run_length():
     assert train.ema_momentum(1, 1) == 0.0  # a single step: no averaging at all
 
 
+def test_the_last_epochs_train_on_unaugmented_images(digit_images):
+    import train
+
+    images, digits = digit_images
+    assert train.training_data(images, digits, 8, train.EPOCHS, seed=0).augment_epochs == train.EPOCHS - 2
+    assert train.training_data(images, digits, 8, 2, seed=0).augment_epochs == 1  # at most half the run
+    assert train.training_data(images, digits, 8, 1, seed=0).augment_epochs == 1
+
+
 def test_short_real_training_learns_both_heads(mnist, tmp_path):
     """5,000 MNIST images, 3 epochs: the floor is 90% digit / 85% sum on 2,000 test images."""
     from train import main
@@ -43,6 +52,7 @@ def test_short_real_training_learns_both_heads(mnist, tmp_path):
     assert main(["--quick", "--epochs", "3", "--output-dir", str(tmp_path)]) == 0
     metadata = read_metadata(tmp_path / "model.zip")
     assert metadata["test_images"] == 2000 and metadata["settings"]["quick"] is True
+    assert metadata["settings"]["augmented_epochs"] == 2  # the third epoch sees plain images
     assert metadata["test_digit_accuracy"] >= 0.90
     assert metadata["test_sum_accuracy"] >= 0.85
     assert history_epochs(tmp_path / "training_history.log") == [0, 1, 2]
