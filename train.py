@@ -32,7 +32,6 @@ PEAK_LEARNING_RATE = 3e-3
 WARMUP_EPOCHS = 1
 CLEAN_EPOCHS = 2  # the last epochs train on the images as they are, like the test images (at most half the run)
 EMA_STEPS = 2_000  # the weights are averaged over about this many steps (a fifth of the run at most)
-EARLY_STOPPING_PATIENCE = 5
 QUICK = dict(train_images=5_000, validation_images=1_000, test_images=2_000, epochs=2)
 
 HISTORY_FILE = "training_history.log"
@@ -168,7 +167,9 @@ def train_model(
     `results` holds the test accuracies and everything needed to reproduce the
     run. Validation, checkpoints and the returned model use the optimizer's
     moving average of the weights; the best epoch's (by validation loss) are
-    restored at the end.
+    restored at the end. Every planned epoch runs: there is no early stopping,
+    which would cut off the schedule's lowest learning rates and the
+    unaugmented last epochs.
     Files go to `work_dir` only: the model checkpoint, the CSV log and the
     BackupAndRestore state.
     """
@@ -206,7 +207,6 @@ def train_model(
         keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs: train_data.set_epoch(epoch)),
         keras.callbacks.SwapEMAWeights(swap_on_epoch=True),  # validate and checkpoint the averaged weights
         keras.callbacks.ModelCheckpoint(str(best_path), monitor="val_loss", save_best_only=True),
-        keras.callbacks.EarlyStopping(monitor="val_loss", patience=EARLY_STOPPING_PATIENCE),
         keras.callbacks.CSVLogger(str(work_dir / HISTORY_FILE), append=resume),
     ]
     started = time.time()

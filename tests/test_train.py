@@ -45,6 +45,26 @@ def test_the_last_epochs_train_on_unaugmented_images(digit_images):
     assert train.training_data(images, digits, 8, 1, seed=0).augment_epochs == 1
 
 
+def test_every_planned_epoch_runs_when_validation_stops_improving(mnist, tmp_path, monkeypatch):
+    """Shuffled validation labels: the validation loss can only worsen as the model learns, and the run
+    still goes through its lowest learning rates and unaugmented last epochs (no early stopping)."""
+    import data_creation
+    import train
+
+    real_split = data_creation.train_validation_split
+
+    def split_with_meaningless_validation_labels(images, digits, seed=0):
+        train_split, (x_val, y_val) = real_split(images, digits, seed=seed)
+        return train_split, (x_val, np.random.default_rng(seed).permutation(y_val))
+
+    monkeypatch.setattr(data_creation, "train_validation_split", split_with_meaningless_validation_labels)
+    monkeypatch.setattr(train, "QUICK", {**train.QUICK, "train_images": 1_280, "validation_images": 500})
+    _, history, results = train.train_model(epochs=10, work_dir=tmp_path, quick=True, verbose=0)
+    validation_loss = history.history["val_loss"]
+    assert min(validation_loss[1:]) >= validation_loss[0]  # it never improved on the first epoch
+    assert history.epoch == list(range(10)) and results["epochs_run"] == 10
+
+
 def test_short_real_training_learns_both_heads(mnist, tmp_path):
     """5,000 MNIST images, 3 epochs: the floor is 90% digit / 85% sum on 2,000 test images."""
     from train import main
