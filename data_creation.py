@@ -156,6 +156,32 @@ def draw_addends(count, rng):
     return rng.integers(0, NUM_DIGITS, size=count)
 
 
+def as_mnist_batch(images, name="images"):
+    """Check MNIST-convention pixels (0-255, white on black) and return float32 (N, 28, 28, 1).
+
+    Accepts one image (28, 28) / (28, 28, 1) or a batch (N, 28, 28) / (N, 28, 28, 1).
+    """
+    try:
+        array = np.asarray(images)
+    except (ValueError, TypeError) as error:
+        raise ValueError(f"{name} is not a numeric array: {error}") from None
+    if array.dtype == bool or not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
+        raise ValueError(f"{name} must hold numbers 0-255, got dtype {array.dtype}")
+    if array.shape[-1:] == (1,) and array.ndim in (3, 4):
+        array = array[..., 0]
+    if array.ndim == 2:
+        array = array[None]
+    if array.ndim != 3 or array.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE):
+        raise ValueError(f"{name} must have shape (28, 28), (N, 28, 28) or (N, 28, 28, 1), got {np.shape(images)}")
+    if len(array) == 0:
+        raise ValueError(f"{name} is an empty batch")
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"{name} contains NaN or infinite pixels")
+    if array.min() < 0 or array.max() > 255:
+        raise ValueError(f"{name} must hold pixels 0-255, got {array.min():g} to {array.max():g}")
+    return array.astype(np.float32)[..., None]  # checked before the cast, which would turn 1e300 into inf
+
+
 # --------------------------------------------------------------------------- split
 
 

@@ -11,8 +11,7 @@ import keras
 import matplotlib.pyplot as plt
 import numpy as np
 
-from data_creation import NUM_DIGITS, NUM_SUMS, as_class_indices, decode_one_hot
-from evaluate_func import as_mnist_batch
+from data_creation import NUM_DIGITS, NUM_SUMS, as_class_indices, as_mnist_batch, decode_one_hot
 
 # glibc mallopt() parameters (malloc.h)
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3

@@ -6,7 +6,7 @@
 
 Each image (a photo or scan of one digit, any size, dark ink on light paper or
 light on dark) is turned into an MNIST-style 28x28 input by
-`evaluate_func.preprocess_image`. Without --addend every image gets a random
+`image_preprocessing.preprocess_image`. Without --addend every image gets a random
 addend 0-9. Bad input is reported as one `predict.py: error: ...` line on
 stderr and exit status 2; the other images are still answered.
 """
@@ -101,8 +101,8 @@ def save_figure(rows, images, path):
     """Save a figure of each answered image, its 28x28 network input and its predictions to `path`."""
     import matplotlib.pyplot as plt
 
-    from evaluate_func import read_image
     from helper_mnist import plot_outside_images
+    from image_preprocessing import read_image
 
     originals = []
     for row in rows:
@@ -120,7 +120,8 @@ def main(argv=None):
         report(f"{error} (see {PROG} --help)")
         return 2
     from data_creation import draw_addends  # Keras and TensorFlow load here, after the arguments passed
-    from evaluate_func import load_saved_model, preprocess_image
+    from evaluate_func import load_saved_model
+    from image_preprocessing import preprocess_image
 
     try:
         model = load_saved_model(args.model)

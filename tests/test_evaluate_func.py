@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from conftest import ROOT
 
+from data_creation import as_mnist_batch
 from evaluate_func import (
     addition_table,
-    as_mnist_batch,
     evaluate_model,
     load_saved_model,
     predict_digit_and_sum,

@@ -5,8 +5,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from data_creation import decode_one_hot, encode_addends, encode_sums, sum_labels
-from evaluate_func import as_mnist_batch, preprocess_image
+from data_creation import as_mnist_batch, decode_one_hot, encode_addends, encode_sums, sum_labels
+from image_preprocessing import preprocess_image
 
 DTYPES = st.sampled_from(["uint8", "int16", "int64", "float32", "float64", "bool", "object", "complex64"])
 SCALARS = st.one_of(

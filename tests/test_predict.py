@@ -135,7 +135,8 @@ def test_the_sample_images_cover_every_digit():
 
 
 def test_the_trained_model_reads_the_sample_images(trained_model):
-    from evaluate_func import predict_digit_and_sum, preprocess_image
+    from evaluate_func import predict_digit_and_sum
+    from image_preprocessing import preprocess_image
 
     digits = np.array([int(path.name[0]) for path in SAMPLES])
     addends = np.arange(len(SAMPLES)) % 10

@@ -5,7 +5,8 @@ import pytest
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
-from evaluate_func import otsu_threshold, predict_digit_and_sum, preprocess_image
+from evaluate_func import predict_digit_and_sum
+from image_preprocessing import otsu_threshold, preprocess_image
 
 
 def draw_seven(size=(160, 200), box=(40, 40, 120, 160), width=10, ink=30, paper=235):
