@@ -19,7 +19,6 @@ from sklearn.model_selection import train_test_split
 IMAGE_SIZE = 28
 NUM_DIGITS = 10  # digits 0-9, and addends 0-9
 NUM_SUMS = 19  # sums 0-18
-VALIDATION_SIZE = 5_000  # of the 60,000 training images; 55,000 remain for training
 MNIST_KEYS = ("x_train", "y_train", "x_test", "y_test")
 
 
@@ -156,6 +155,13 @@ def draw_addends(count, rng):
     return rng.integers(0, NUM_DIGITS, size=count)
 
 
+def evaluation_addends(count, seed, split):
+    """The fixed addends of the "validation" or "test" images of a run with `seed`: the same on every call,
+    so train.py, bench.py and the notebook score the same (image, addend) pairs."""
+    offset = {"validation": 1, "test": 2}[split]
+    return draw_addends(count, np.random.default_rng(seed + offset))
+
+
 def as_mnist_batch(images, name="images"):
     """Check MNIST-convention pixels (0-255, white on black) and return float32 (N, 28, 28, 1).
 
@@ -185,8 +191,8 @@ def as_mnist_batch(images, name="images"):
 # --------------------------------------------------------------------------- split
 
 
-def train_validation_split(images, digits, validation_size=VALIDATION_SIZE, seed=0):
-    """A seeded split that keeps the class balance: 55,000 / 5,000 of MNIST's 60,000 by default."""
+def train_validation_split(images, digits, validation_size, seed):
+    """A seeded split that holds out `validation_size` images and keeps the class balance in both parts."""
     x_train, x_val, y_train, y_val = train_test_split(
         images, digits, test_size=validation_size, stratify=digits, random_state=seed
     )
@@ -196,7 +202,7 @@ def train_validation_split(images, digits, validation_size=VALIDATION_SIZE, seed
 # --------------------------------------------------------------------------- augmentation
 
 
-def augment_images(images, rng, max_rotation=10.0, max_shift=2.0, zoom_range=0.1):
+def augment_images(images, rng, max_rotation, max_shift, zoom_range):
     """Randomly rotate (degrees), shift (pixels) and zoom a batch of (B, 28, 28) images.
 
     One affine transform per image, applied with bilinear interpolation and a
@@ -241,17 +247,17 @@ def _bilinear_sample(images, src_r, src_c):
 class MnistSumDataset(keras.utils.PyDataset):
     """Batches of ({"image", "addend"}, {"digit", "sum"}) for `model.fit` / `evaluate`.
 
-    training=True: every epoch reshuffles the images, re-draws every image's
-    addend and augments the images, all from `seed` and the epoch number, so
-    the network meets new (image, addend) pairs each epoch and a run is
-    reproducible. `augment_epochs` (None: all) limits the augmentation to the
-    first epochs; later ones show the images as they are. training=False: one
-    fixed addend per image (the same for the same seed), the given order, no
-    augmentation.
+    An evaluation set is given its `addends` (one per image) and keeps them and
+    the image order. A training set (`addends=None`) reshuffles the images and
+    re-draws every image's addend each epoch, from `seed` and the epoch number,
+    so the network meets new (image, addend) pairs each epoch and a run is
+    reproducible. Given `augmentation` (the keyword arguments of
+    `augment_images`), it also warps the images of the first `augment_epochs`
+    epochs (None: all of them).
     """
 
     def __init__(
-        self, images, digits, batch_size=128, training=False, seed=0, augment=True, augment_epochs=None, **kwargs
+        self, images, digits, batch_size, addends=None, seed=0, augmentation=None, augment_epochs=None, **kwargs
     ):
         super().__init__(**kwargs)
         images = np.asarray(images)
@@ -267,18 +273,22 @@ class MnistSumDataset(keras.utils.PyDataset):
         self.digits = np.atleast_1d(as_class_indices(digits, "digits", NUM_DIGITS))
         if len(self.digits) != len(images):
             raise ValueError(f"images ({len(images)}) and digits ({len(self.digits)}) differ in length")
+        self.training = addends is None
+        if not self.training:
+            self.addends = np.atleast_1d(as_class_indices(addends, "addends", NUM_DIGITS))
+            if len(self.addends) != len(images):
+                raise ValueError(f"images ({len(images)}) and addends ({len(self.addends)}) differ in length")
+            self.order = np.arange(len(images))
         self.batch_size = batch_size
-        self.training = training
-        self.augment = training and augment
+        self.augmentation = augmentation if self.training else None
         self.augment_epochs = augment_epochs
         self.seed = seed
-        self.epoch = 0
-        self._arrange_epoch()
+        self.set_epoch(0)
 
     @property
     def augmenting(self):
         """Whether the batches of the current epoch are augmented."""
-        return self.augment and (self.augment_epochs is None or self.epoch < self.augment_epochs)
+        return self.augmentation is not None and (self.augment_epochs is None or self.epoch < self.augment_epochs)
 
     def __len__(self):
         return math.ceil(len(self.images) / self.batch_size)
@@ -289,27 +299,19 @@ class MnistSumDataset(keras.utils.PyDataset):
         rows = self.order[index * self.batch_size : (index + 1) * self.batch_size]
         images = self.images[rows]
         if self.augmenting:
-            images = augment_images(images, np.random.default_rng([self.seed, self.epoch, index]))
+            images = augment_images(images, np.random.default_rng([self.seed, self.epoch, index]), **self.augmentation)
         digits, addends = self.digits[rows], self.addends[rows]
         inputs = {"image": images[..., None].astype(np.float32), "addend": encode_addends(addends)}
         targets = {"digit": one_hot(digits, "digits", NUM_DIGITS), "sum": encode_sums(digits + addends)}
         return inputs, targets
 
     def on_epoch_end(self):
-        if self.training:
-            self.set_epoch(self.epoch + 1)
+        self.set_epoch(self.epoch + 1)
 
     def set_epoch(self, epoch):
-        """Arrange the order and addends of `epoch` (used when a run resumes mid-way)."""
+        """Arrange the order and addends of a training set's `epoch` (also used when a run resumes)."""
         self.epoch = epoch
-        self._arrange_epoch()
-
-    def _arrange_epoch(self):
-        count = len(self.images)
         if self.training:
-            rng = np.random.default_rng([self.seed, self.epoch])
-            self.order = rng.permutation(count)
-        else:
-            rng = np.random.default_rng(self.seed)
-            self.order = np.arange(count)
-        self.addends = draw_addends(count, rng)
+            rng = np.random.default_rng([self.seed, epoch])
+            self.order = rng.permutation(len(self.images))
+            self.addends = draw_addends(len(self.images), rng)

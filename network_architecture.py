@@ -16,6 +16,7 @@ from keras import layers
 
 from data_creation import IMAGE_SIZE, NUM_DIGITS, NUM_SUMS
 
+FILTERS = (16, 48, 64, 128)  # the four convolutions: few filters on the large maps, more as the maps shrink
 DENSE_UNITS = 128
 DROPOUT = 0.3
 SUM_UNITS = 64
@@ -26,8 +27,7 @@ def conv_block(x, filters, kernel_size, name, pool=False):
     """Conv (valid padding, no bias) -> [2x2 max pool] -> batch norm -> ReLU.
 
     Pooling before batch norm and ReLU gives the same kind of block (max pooling
-    commutes with the ReLU) but normalises a map a quarter the size: 10% faster
-    training and inference on CPU, measured.
+    commutes with the ReLU) but normalises a map a quarter the size.
     """
     x = layers.Conv2D(filters, kernel_size, use_bias=False, name=f"{name}_conv")(x)
     if pool:
@@ -36,26 +36,25 @@ def conv_block(x, filters, kernel_size, name, pool=False):
     return layers.ReLU(name=f"{name}_relu")(x)
 
 
-def build_model(dense_units=DENSE_UNITS, dropout=DROPOUT, sum_units=SUM_UNITS):
+def build_model():
     """Return the uncompiled functional model with inputs `image`, `addend` and outputs `digit`, `sum`.
 
     Valid convolutions shrink the maps quickly (28 -> 24 -> 12 -> 10 -> 8 -> 4 -> 2)
-    and the widths grow as they shrink (16, 48, 64, 128 filters), which keeps the
-    cost near 3 M multiply-adds per image: a 2-core CPU trains on 55,000
-    augmented images in about 30 seconds and answers 8,000+ images a second.
+    and the widths grow as they shrink, which keeps the cost near 3 M
+    multiply-adds per image: small enough to train in minutes on a laptop CPU.
     """
     image = keras.Input((IMAGE_SIZE, IMAGE_SIZE, 1), name="image")
     addend = keras.Input((NUM_DIGITS,), name="addend")
 
     x = layers.Rescaling(1 / 255, name="scale_pixels")(image)  # 0-255 -> 0-1 inside the model
-    x = conv_block(x, 16, 5, "conv1", pool=True)  # 28 -> 24 -> 12x12x16
-    x = conv_block(x, 48, 3, "conv2")  # 10x10x48
-    x = conv_block(x, 64, 3, "conv3", pool=True)  # 8 -> 4x4x64
-    x = conv_block(x, 128, 3, "conv4")  # 2x2x128
+    x = conv_block(x, FILTERS[0], 5, "conv1", pool=True)  # 28 -> 24 -> 12x12x16
+    x = conv_block(x, FILTERS[1], 3, "conv2")  # 10x10x48
+    x = conv_block(x, FILTERS[2], 3, "conv3", pool=True)  # 8 -> 4x4x64
+    x = conv_block(x, FILTERS[3], 3, "conv4")  # 2x2x128
     x = layers.Flatten(name="flatten")(x)
-    x = layers.Dropout(dropout, name="features_dropout")(x)
-    x = layers.Dense(dense_units, activation="relu", name="features")(x)
-    x = layers.Dropout(dropout, name="head_dropout")(x)
+    x = layers.Dropout(DROPOUT, name="features_dropout")(x)
+    x = layers.Dense(DENSE_UNITS, activation="relu", name="features")(x)
+    x = layers.Dropout(DROPOUT, name="head_dropout")(x)
     digit = layers.Dense(NUM_DIGITS, activation="softmax", name="digit")(x)
 
     # Outer product digit-probabilities x addend one-hot: (10, 1) * (1, 10) -> (10, 10).
@@ -63,25 +62,25 @@ def build_model(dense_units=DENSE_UNITS, dropout=DROPOUT, sum_units=SUM_UNITS):
     addend_row = layers.Reshape((1, NUM_DIGITS), name="addend_row")(addend)
     pairs = layers.Multiply(name="digit_addend_pairs")([digit_column, addend_row])
     pairs = layers.Flatten(name="pair_features")(pairs)
-    s = layers.Dense(sum_units, activation="relu", name="sum_hidden")(pairs)
+    s = layers.Dense(SUM_UNITS, activation="relu", name="sum_hidden")(pairs)
     total = layers.Dense(NUM_SUMS, activation="softmax", name="sum")(s)
     return keras.Model({"image": image, "addend": addend}, {"digit": digit, "sum": total}, name="mnist_digit_sum")
 
 
-def compile_model(model, learning_rate=1e-3, ema_momentum=0.999):
-    """Categorical cross-entropy and accuracy on both one-hot heads, keyed by output name.
+def compile_model(model, learning_rate, weight_decay, ema_momentum):
+    """AdamW, and categorical cross-entropy and accuracy on both one-hot heads, keyed by output name.
 
     `learning_rate` may be a float or a `keras.optimizers.schedules` schedule.
     The optimizer keeps an exponential moving average of the weights (`use_ema`;
-    0.999 averages over about the last 1,000 steps): `keras.callbacks.SwapEMAWeights`
-    evaluates and saves the averaged weights, and `fit` leaves them in the model.
+    a momentum of 0.999 averages over about the last 1,000 steps):
+    `keras.callbacks.SwapEMAWeights` evaluates and saves the averaged weights.
     """
     optimizer = keras.optimizers.AdamW(
-        learning_rate=learning_rate, weight_decay=1e-4, use_ema=True, ema_momentum=ema_momentum
+        learning_rate=learning_rate, weight_decay=weight_decay, use_ema=True, ema_momentum=ema_momentum
     )
     model.compile(
         optimizer=optimizer,
-        jit_compile=False,  # XLA halves the training speed of this model on CPU (measured)
+        jit_compile=False,  # XLA trains this small model more slowly on a CPU (EXPERIMENTS.md)
         loss={"digit": "categorical_crossentropy", "sum": "categorical_crossentropy"},
         metrics={"digit": ["accuracy"], "sum": ["accuracy"]},
     )

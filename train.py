@@ -3,19 +3,23 @@
     python train.py                 # the full run (what `make train` does)
     python train.py --quick         # a small subset and 2 epochs, into runs/quick/
     python train.py --resume        # continue an interrupted run from its last finished epoch
+    TF_CONFIG=... python train.py --strategy multiworker   # on every machine of a cluster
 
-Everything is written aside first (into OUTPUT_DIR/checkpoints/) and moved into
-place only when the run has finished, so a failed or interrupted run never
-replaces a saved model, log or plot.
+Everything is written into OUTPUT_DIR/checkpoints/ first and moved into place
+only when the run has finished, all three files or none, so a failed or
+interrupted run never replaces a saved model, log or plot.
 """
 
 import argparse
 import contextlib
+import csv
+import ctypes
 import hashlib
 import importlib.metadata
 import json
 import os
 import platform
+import random
 import shutil
 import subprocess
 import sys
@@ -24,15 +28,20 @@ import time
 import zipfile
 from pathlib import Path
 
+# ----------------------------------------------------------------------------- the recipe
 EPOCHS = 18
 BATCH_SIZE = 128
-EVALUATION_BATCH_SIZE = 512  # validation and test batches (bench.py validates with the same)
+EVALUATION_BATCH_SIZE = 512  # validation and test batches
 SEED = 0
-PEAK_LEARNING_RATE = 3e-3
+VALIDATION_IMAGES = 5_000  # held out of MNIST's 60,000 training images
+PEAK_LEARNING_RATE = 3e-3  # reached after a linear warm-up, then cosine decay to 0
 WARMUP_EPOCHS = 1
-CLEAN_EPOCHS = 2  # the last epochs train on the images as they are, like the test images (at most half the run)
+WEIGHT_DECAY = 1e-4
 EMA_STEPS = 2_000  # the weights are averaged over about this many steps (a fifth of the run at most)
+AUGMENTATION = dict(max_rotation=10.0, max_shift=2.0, zoom_range=0.1)  # degrees, pixels, share of the size
+CLEAN_EPOCHS = 2  # the last epochs train on the images as they are, like the test images (at most half the run)
 QUICK = dict(train_images=5_000, validation_images=1_000, test_images=2_000, epochs=2)
+# -----------------------------------------------------------------------------
 
 HISTORY_FILE = "training_history.log"
 PLOT_FILE = "model_plot.png"
@@ -52,9 +61,10 @@ def parse_args(argv=None):
     parser.add_argument("--resume", action="store_true", help="continue the interrupted run in OUTPUT_DIR")
     parser.add_argument(
         "--strategy",
-        choices=("default", "mirrored"),
+        choices=("default", "mirrored", "multiworker"),
         default="default",
-        help="mirrored: tf.distribute.MirroredStrategy over all visible GPUs",
+        help="mirrored: tf.distribute.MirroredStrategy over all visible GPUs; "
+        "multiworker: tf.distribute.MultiWorkerMirroredStrategy over the workers named in $TF_CONFIG",
     )
     args = parser.parse_args(argv)
     args.epochs = args.epochs or (QUICK["epochs"] if args.quick else EPOCHS)
@@ -72,45 +82,38 @@ def positive_int(text):
     return value
 
 
-def data_checksum(*arrays):
-    """SHA-256 over the raw bytes of the arrays, in order."""
-    digest = hashlib.sha256()
-    for array in arrays:
-        digest.update(array.tobytes())
-    return digest.hexdigest()
+# ----------------------------------------------------------------------------- the run's parts
 
 
-def code_version():
-    """The git commit of this checkout (with '+dirty' for uncommitted changes), or 'unknown'."""
-    here = Path(__file__).resolve().parent
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=here,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return commit + ("+dirty" if dirty else "")
+def split_mnist(mnist, seed, quick):
+    """Train, validation and test `(images, digits)`: a seeded, stratified split, cut small for --quick."""
+    from data_creation import train_validation_split
+
+    (x_all, y_all), test = mnist
+    splits = (*train_validation_split(x_all, y_all, VALIDATION_IMAGES, seed), test)
+    if not quick:
+        return splits
+    sizes = (QUICK["train_images"], QUICK["validation_images"], QUICK["test_images"])
+    return tuple((images[:size], digits[:size]) for (images, digits), size in zip(splits, sizes, strict=True))
 
 
-def distribution_scope(strategy):
-    """The scope to build the model in: MirroredStrategy's, or a no-op for the default.
+def training_data(images, digits, batch_size, epochs, seed):
+    """The training batches for an `epochs`-epoch run: augmented, except in the last CLEAN_EPOCHS epochs
+    (at most half the run), which fine-tune on the unaltered images."""
+    from data_creation import MnistSumDataset
 
-    MirroredStrategy replicates the model on every visible GPU (or, without
-    GPUs, on every logical CPU device) and splits each batch between them.
-    """
-    if strategy == "mirrored":
-        import tensorflow as tf
+    augment_epochs = epochs - min(CLEAN_EPOCHS, epochs // 2)
+    return MnistSumDataset(
+        images, digits, batch_size, seed=seed, augmentation=AUGMENTATION, augment_epochs=augment_epochs
+    )
 
-        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
-        return tf.distribute.MirroredStrategy([device.name for device in devices]).scope()
-    return contextlib.nullcontext()
+
+def evaluation_data(images, digits, seed, split):
+    """The validation or test batches: fixed, seeded addends, no augmentation."""
+    from data_creation import MnistSumDataset, evaluation_addends
+
+    addends = evaluation_addends(len(images), seed, split)
+    return MnistSumDataset(images, digits, EVALUATION_BATCH_SIZE, addends=addends)
 
 
 def learning_rate_schedule(steps_per_epoch, epochs):
@@ -126,29 +129,132 @@ def learning_rate_schedule(steps_per_epoch, epochs):
 
 def ema_momentum(steps_per_epoch, epochs):
     """The momentum of the weight average: a horizon of EMA_STEPS steps, cut to a fifth of a short run
-    (the average starts from the untrained weights, which must have faded out by the end)."""
+    (the average starts from the first step's weights, which must have faded out by the end)."""
     return 1 - 1 / max(1.0, min(EMA_STEPS, epochs * steps_per_epoch / 5))
 
 
-def training_data(images, digits, batch_size, epochs, seed):
-    """The training batches for an `epochs`-epoch run: augmented, except in the last CLEAN_EPOCHS epochs
-    (at most half the run), which fine-tune on the unaltered images."""
-    from data_creation import MnistSumDataset
-
-    augment_epochs = epochs - min(CLEAN_EPOCHS, epochs // 2)
-    return MnistSumDataset(images, digits, batch_size, training=True, seed=seed, augment_epochs=augment_epochs)
-
-
 def compiled_model(steps_per_epoch, epochs):
-    """The network compiled as training uses it: the warm-up/cosine schedule and the weight average
-    planned for `epochs` epochs of `steps_per_epoch` steps."""
+    """The network compiled for `epochs` epochs of `steps_per_epoch` steps: its schedule and weight average."""
     from network_architecture import build_model, compile_model
 
     return compile_model(
         build_model(),
         learning_rate=learning_rate_schedule(steps_per_epoch, epochs),
+        weight_decay=WEIGHT_DECAY,
         ema_momentum=ema_momentum(steps_per_epoch, epochs),
     )
+
+
+def distribution_strategy(name):
+    """The tf.distribute strategy called `name` to build the model in: "default" (one device),
+    "mirrored" or "multiworker".
+
+    MirroredStrategy replicates the model on every visible GPU (or, without
+    GPUs, on every logical CPU device) and splits each batch between them.
+    MultiWorkerMirroredStrategy does the same over the processes (one per
+    machine) named in the TF_CONFIG environment variable, which all run train.py.
+    """
+    import tensorflow as tf
+
+    if name == "mirrored":
+        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+        return tf.distribute.MirroredStrategy([device.name for device in devices])
+    if name == "multiworker":
+        return multi_worker_strategy()
+    return tf.distribute.get_strategy()
+
+
+def multi_worker_strategy():
+    """MultiWorkerMirroredStrategy, mended for Keras 3 (keras-team/keras#20585, tensorflow/tensorflow#72388).
+
+    With more than one worker, model.fit asks the strategy for two reductions
+    that it refuses: a whole batch at once (a nest of tensors, reduced only to
+    learn their shapes) and every step's logs over axis 0 (they are scalars).
+    Here each tensor of the nest is averaged over the replicas: what Keras wants.
+    """
+    import tensorflow as tf
+
+    class MultiWorkerStrategy(tf.distribute.MultiWorkerMirroredStrategy):
+        def reduce(self, reduce_op, value, axis=None):
+            reduce_across_replicas = super().reduce
+            return tf.nest.map_structure(lambda one: reduce_across_replicas(reduce_op, one, None), value)
+
+    return MultiWorkerStrategy()
+
+
+def is_chief(strategy):
+    """Whether this process saves the results: always, except in a multi-worker run, where only the chief
+    does (the "chief" task of TF_CONFIG, or worker 0 when there is none)."""
+    return strategy.extended.should_checkpoint
+
+
+def staging_dir(work_dir, strategy):
+    """Where this process writes while it trains: `work_dir` for the chief, a directory of its own for
+    every other worker (kept for --resume, removed when training ends: one set of results is enough)."""
+    return work_dir if is_chief(strategy) else work_dir / f"worker{strategy.cluster_resolver.task_id}"
+
+
+def live_validation(val_data):
+    """A callback that adds the live weights' validation figures (`val_live_*`) and the epoch's wall time
+    (`epoch_seconds`) to each epoch's logs, next to the averaged weights' `val_*`.
+
+    The average starts from the first steps' weights, so for a few epochs it lags
+    far behind what the network has learned; the live figures show the progress.
+    It must run before SwapEMAWeights puts the averaged weights into the model.
+    """
+    import keras
+
+    class LiveValidation(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.started = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs["epoch_seconds"] = time.perf_counter() - self.started
+            live = self.model.evaluate(val_data, verbose=0, return_dict=True)
+            logs.update({f"val_live_{name}": value for name, value in live.items() if name != "loss"})
+
+    return LiveValidation()
+
+
+def random_state_backup(directory):
+    """A callback that keeps the random-number state of a run at the end of every epoch and puts it back
+    at the start of the next: Python's `random` (Keras shuffles the batch order with it) and the dropout
+    layers' seeds. BackupAndRestore keeps the weights and the optimizer but not these, and a resumed run
+    needs them to draw the same batches and dropout masks as an uninterrupted one."""
+    import keras
+
+    class RandomStateBackup(keras.callbacks.Callback):
+        def dropout_seeds(self):
+            return [layer.seed_generator.state for layer in self.model.layers if hasattr(layer, "seed_generator")]
+
+        def on_epoch_begin(self, epoch, logs=None):
+            saved = directory / f"random_state_{epoch}.json"
+            if saved.exists():
+                state = json.loads(saved.read_text())
+                version, internal, gauss = state["python"]
+                random.setstate((version, tuple(internal), gauss))
+                for seed, value in zip(self.dropout_seeds(), state["dropout"], strict=True):
+                    seed.assign(value)
+
+        def on_epoch_end(self, epoch, logs=None):
+            state = {
+                "python": random.getstate(),
+                "dropout": [keras.ops.convert_to_numpy(seed).tolist() for seed in self.dropout_seeds()],
+            }
+            directory.mkdir(parents=True, exist_ok=True)
+            staged = directory / "random_state.tmp"
+            staged.write_text(json.dumps(state))
+            os.replace(staged, directory / f"random_state_{epoch + 1}.json")
+
+    return RandomStateBackup()
+
+
+def read_log(path):
+    """The rows of a CSV training log as dicts of floats ([] when there is none)."""
+    if not Path(path).exists():
+        return []
+    with open(path, newline="") as handle:
+        return [{key: float(value) for key, value in row.items()} for row in csv.DictReader(handle)]
 
 
 def train_model(
@@ -162,85 +268,157 @@ def train_model(
     strategy="default",
     verbose="auto",
 ):
-    """Train from scratch (or resume) and return `(model, history, results)`.
+    """Train from scratch (or resume) and return `(model, results)`.
 
     `results` holds the test accuracies and everything needed to reproduce the
     run. Validation, checkpoints and the returned model use the optimizer's
     moving average of the weights; the best epoch's (by validation loss) are
-    restored at the end. Every planned epoch runs: there is no early stopping,
-    which would cut off the schedule's lowest learning rates and the
-    unaugmented last epochs.
-    Files go to `work_dir` only: the model checkpoint, the CSV log and the
-    BackupAndRestore state.
+    restored at the end. Every planned epoch runs: the schedule, not early
+    stopping, sets the length of a run. Files go to `work_dir` only: the best
+    model, the CSV log and the BackupAndRestore state.
     """
     import keras
 
-    from data_creation import MnistSumDataset, load_mnist, train_validation_split
-    from helper_mnist import keep_freed_memory, seed_everything
+    from data_creation import load_mnist
 
     version = code_version()  # the code this run starts with
     keep_freed_memory()
-    seed_everything(seed)
-    (x_all, y_all), (x_test, y_test) = load_mnist(data_path)
-    checksum = data_checksum(x_all, y_all, x_test, y_test)
-    (x_train, y_train), (x_val, y_val) = train_validation_split(x_all, y_all, seed=seed)
-    if quick:
-        x_train, y_train = x_train[: QUICK["train_images"]], y_train[: QUICK["train_images"]]
-        x_val, y_val = x_val[: QUICK["validation_images"]], y_val[: QUICK["validation_images"]]
-        x_test, y_test = x_test[: QUICK["test_images"]], y_test[: QUICK["test_images"]]
-
+    keras.utils.set_random_seed(seed)
+    mnist = load_mnist(data_path)
+    (x_train, y_train), (x_val, y_val), (x_test, y_test) = split_mnist(mnist, seed, quick)
     train_data = training_data(x_train, y_train, batch_size, epochs, seed)
-    val_data = MnistSumDataset(x_val, y_val, EVALUATION_BATCH_SIZE, seed=seed + 1)
-    test_data = MnistSumDataset(x_test, y_test, EVALUATION_BATCH_SIZE, seed=seed + 2)
+    val_data = evaluation_data(x_val, y_val, seed, "validation")
 
-    with distribution_scope(strategy):
+    distribution = distribution_strategy(strategy)
+    with distribution.scope():
         model = compiled_model(len(train_data), epochs)
 
-    work_dir = Path(work_dir)
+    work_dir = staging_dir(Path(work_dir), distribution)
     work_dir.mkdir(parents=True, exist_ok=True)
-    backup_dir = work_dir / "backup"
+    backup_dir, best_path, log_path = work_dir / "backup", work_dir / "best.keras", work_dir / HISTORY_FILE
     if not resume:
         shutil.rmtree(backup_dir, ignore_errors=True)
-    best_path = work_dir / "best.keras"
+    earlier_epochs = read_log(log_path) if resume else []
+    swap_ema = keras.callbacks.SwapEMAWeights(swap_on_epoch=True)
+    # The backup is taken at the end of an epoch, with the averaged weights in the model (as every
+    # epoch ends); a resumed run then swaps the live ones back exactly as the next epoch would.
+    swap_ema._ema_weights_in_model = (backup_dir / "training_metadata.json").exists()
     callbacks = [
-        keras.callbacks.BackupAndRestore(str(backup_dir)),
         keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs: train_data.set_epoch(epoch)),
-        keras.callbacks.SwapEMAWeights(swap_on_epoch=True),  # validate and checkpoint the averaged weights
-        keras.callbacks.ModelCheckpoint(str(best_path), monitor="val_loss", save_best_only=True),
-        keras.callbacks.CSVLogger(str(work_dir / HISTORY_FILE), append=resume),
+        live_validation(val_data),
+        swap_ema,  # validate, checkpoint and back up the averaged weights
+        keras.callbacks.ModelCheckpoint(
+            str(best_path),
+            monitor="val_loss",
+            save_best_only=True,
+            initial_value_threshold=min((row["val_loss"] for row in earlier_epochs), default=None),
+        ),
+        random_state_backup(backup_dir),
+        # Backed up before the epoch's row is logged: a logged epoch is never trained again. A run killed
+        # while writing the backup resumes from the one before (double_checkpoint).
+        keras.callbacks.BackupAndRestore(str(backup_dir), double_checkpoint=True),
+        keras.callbacks.CSVLogger(str(log_path), append=resume),
     ]
-    started = time.time()
     history = model.fit(train_data, validation_data=val_data, epochs=epochs, callbacks=callbacks, verbose=verbose)
-    training_seconds = time.time() - started
     model.load_weights(best_path)
 
-    test = model.evaluate(test_data, return_dict=True, verbose=0)
+    epochs_logged = read_log(log_path)
+    test = model.evaluate(evaluation_data(x_test, y_test, seed, "test"), return_dict=True, verbose=0)
     results = {
         "test_digit_accuracy": float(test["digit_accuracy"]),
         "test_sum_accuracy": float(test["sum_accuracy"]),
         "test_images": len(x_test),
-        "training_seconds": round(training_seconds, 1),
+        "training_seconds": round(sum(row["epoch_seconds"] for row in epochs_logged), 1),
         "epochs_requested": epochs,
-        "epochs_run": len(history.epoch),
+        "epochs_run": len(epochs_logged),
+        "resumed_at_epoch": history.epoch[0] if history.epoch and history.epoch[0] > 0 else None,
         "seed": seed,
         "settings": {
             "batch_size": batch_size,
             "peak_learning_rate": PEAK_LEARNING_RATE,
             "warmup_epochs": WARMUP_EPOCHS,
+            "weight_decay": WEIGHT_DECAY,
             "ema_momentum": float(model.optimizer.ema_momentum),
+            "augmentation": AUGMENTATION,
             "augmented_epochs": train_data.augment_epochs,
             "quick": quick,
             "strategy": strategy,
             "train_images": len(x_train),
             "validation_images": len(x_val),
         },
-        "data_sha256": checksum,
+        "data_sha256": data_checksum(*mnist[0], *mnist[1]),  # the whole of MNIST, as loaded
         "code_version": version,
+        "machine": {"cpu": cpu_name(), "instruction_set": instruction_set()},
         "versions": {"python": platform.python_version()}
         | {package: importlib.metadata.version(package) for package in ("tensorflow", "keras", "numpy")},
         "parameters": model.count_params(),
     }
-    return model, history, results
+    return model, results
+
+
+# ----------------------------------------------------------------------------- provenance
+
+
+def data_checksum(*arrays):
+    """SHA-256 over the raw bytes of the arrays, in order."""
+    digest = hashlib.sha256()
+    for array in arrays:
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def code_version():
+    """The git commit of this checkout (with '+dirty' for uncommitted changes), or 'unknown'."""
+    here = Path(__file__).resolve().parent
+
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=here, capture_output=True, text=True, check=True).stdout.strip()
+
+    try:
+        commit, dirty = git("rev-parse", "HEAD"), git("status", "--porcelain", "--untracked-files=no")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return commit + ("+dirty" if dirty else "")
+
+
+def cpu_flags():
+    """The first processor's fields in /proc/cpuinfo ({} off Linux)."""
+    try:
+        first = Path("/proc/cpuinfo").read_text().split("\n\n")[0]
+    except OSError:
+        return {}
+    fields = (line.partition(":") for line in first.splitlines())
+    return {key.strip(): value.strip() for key, _, value in fields}
+
+
+def cpu_name():
+    return cpu_flags().get("model name") or platform.processor() or "unknown"
+
+
+def instruction_set():
+    """The widest vector instructions of this CPU: oneDNN picks its kernels by them, so seeded runs are
+    bit-identical only between machines of the same instruction set."""
+    flags = cpu_flags().get("flags", "").split()
+    return next((name for name in ("avx512f", "avx2", "avx") if name in flags), platform.machine() or "unknown")
+
+
+def keep_freed_memory():
+    """Ask glibc to keep freed memory for reuse instead of handing it back to the operating system.
+
+    A training step frees and reallocates the same large buffers every time;
+    returning them to the OS makes each step page-fault them back in, which
+    slows training with a Python data pipeline. No effect off glibc.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    trim_threshold, top_pad, mmap_threshold = -1, -2, -3  # mallopt() parameters in glibc's malloc.h
+    for option, value in ((trim_threshold, 1 << 30), (mmap_threshold, 1 << 30), (top_pad, 1 << 26)):
+        libc.mallopt(option, value)
+
+
+# ----------------------------------------------------------------------------- saving
 
 
 def write_model_archive(model, metadata, path):
@@ -259,11 +437,48 @@ def write_model_archive(model, metadata, path):
         os.replace(staged, path)
 
 
+def replace_all_or_none(names, staging_dir, output_dir):
+    """Move the staged files `names` into `output_dir`: all of them, or, if a move fails, none.
+
+    The files they replace are set aside first and put back when a move fails.
+    """
+    with tempfile.TemporaryDirectory(dir=output_dir, prefix=".previous-") as previous:
+        old = [name for name in names if (output_dir / name).exists()]
+        for name in old:
+            os.replace(output_dir / name, Path(previous) / name)
+        moved = []
+        try:
+            for name in names:
+                os.replace(staging_dir / name, output_dir / name)
+                moved.append(name)
+        except OSError:
+            for name in moved:
+                os.replace(output_dir / name, staging_dir / name)
+            for name in old:
+                os.replace(Path(previous) / name, output_dir / name)
+            raise
+
+
 def ensure_writable(directory):
     """Create `directory` when needed and check that files can be written in it (raises OSError)."""
     directory.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryFile(dir=directory):
         pass
+
+
+@contextlib.contextmanager
+def native_stderr_silenced():
+    """Hide what TensorFlow's C++ libraries write while they load (oneDNN and CUDA notices that come
+    before any logging setting applies); Python's own errors still show once the block ends."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def main(argv=None):
@@ -275,11 +490,13 @@ def main(argv=None):
         print(f"train.py: error: output directory {str(output_dir)!r} is not writable: {error}", file=sys.stderr)
         return 2
     work_dir = output_dir / "checkpoints"
+    with native_stderr_silenced():
+        import keras  # noqa: F401  (loads TensorFlow quietly)
 
     from network_architecture import save_model_plot
 
     try:
-        model, _, results = train_model(
+        model, results = train_model(
             args.data,
             args.epochs,
             args.batch_size,
@@ -288,9 +505,9 @@ def main(argv=None):
             quick=args.quick,
             resume=args.resume,
             strategy=args.strategy,
-            verbose=1 if sys.stdout.isatty() else 2,  # one line per epoch in logs
+            verbose=1 if sys.stdout.isatty() else 2,  # a progress bar in a terminal, one line per epoch in logs
         )
-    except (ValueError, FileNotFoundError) as error:
+    except (ValueError, OSError) as error:  # bad data, or a backup that cannot be read
         print(f"train.py: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -301,13 +518,15 @@ def main(argv=None):
         return 130
     print(f"test digit accuracy: {results['test_digit_accuracy']:.4%}")
     print(f"test sum accuracy:   {results['test_sum_accuracy']:.4%}")
+    if not is_chief(model.distribute_strategy):
+        shutil.rmtree(staging_dir(work_dir, model.distribute_strategy))
+        print("trained as a worker; the chief saves the results")
+        return 0
 
     try:
-        # Stage everything in the work directory, then rename: all three or none are replaced.
         write_model_archive(model, results, work_dir / ARCHIVE_FILE)
         names = [ARCHIVE_FILE, HISTORY_FILE] + ([PLOT_FILE] if save_model_plot(model, work_dir / PLOT_FILE) else [])
-        for name in names:
-            os.replace(work_dir / name, output_dir / name)
+        replace_all_or_none(names, work_dir, output_dir)
     except OSError as error:
         print(f"train.py: error: could not save the results in {str(output_dir)!r}: {error}", file=sys.stderr)
         return 2
@@ -316,4 +535,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # no TensorFlow C++ notes on stderr
     sys.exit(main())
