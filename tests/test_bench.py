@@ -1,6 +1,7 @@
 """bench.py: the original architecture, the FLOP count, and the quick benchmark end to end."""
 
 import json
+import types
 
 import keras
 import numpy as np
@@ -28,10 +29,7 @@ def test_original_model_has_its_parameters_its_one_hot_path_and_loads_safely(tmp
     assert model.count_params() == 347_277
     assert {tensor.name for tensor in model.inputs} == {"image", "addend"}
     assert set(model.output_names) == {"digit", "sum"}
-    assert not any(isinstance(layer, keras.layers.Lambda) for layer in model.layers)
-
-    chosen = model.get_layer("digit_one_hot")
-    assert isinstance(chosen, bench.ArgmaxOneHot)
+    chosen = model.get_layer("digit_one_hot")  # the sum head sees the chosen digit only
     assert chosen.input is model.get_layer("digit").output
     assert any(tensor is chosen.output for tensor in model.get_layer("digit_and_addend").input)
 
@@ -45,41 +43,45 @@ def test_original_model_has_its_parameters_its_one_hot_path_and_loads_safely(tmp
         np.testing.assert_allclose(loaded(inputs)[name], model(inputs)[name], rtol=1e-5, atol=1e-6)
 
 
+def test_clock_times_threshold_crossings_and_stops_at_the_cap():
+    clock = bench.TrainingClock(cap_seconds=3600)
+    model = types.SimpleNamespace(stop_training=False)
+    clock.set_model(model)
+    clock.on_train_begin()
+    for epoch, accuracy in enumerate([0.990, 0.995, 0.993, 0.997]):
+        clock.on_epoch_begin(epoch)
+        clock.on_train_batch_end(0)
+        clock.on_epoch_end(epoch, {"val_digit_accuracy": accuracy})
+    first_995, first_997 = (clock.reached[threshold] for threshold in bench.THRESHOLDS)
+    assert 0 < first_995 < first_997  # 99.4% first reached in epoch 2, 99.6% in epoch 4
+    assert len(clock.epochs) == 4 and not model.stop_training
+
+    clock.cap_seconds = 0  # the cap has passed: the next step stops training
+    clock.on_train_batch_end(1)
+    assert model.stop_training and clock.capped
+
+
 @pytest.fixture(scope="module")
 def quick_reports(mnist, tmp_path_factory):
-    """Run `bench.py --quick` for one epoch into a temporary folder; return (report.json, report.md)."""
+    """Run `bench.py --quick` into a temporary folder; return (report.json, report.md)."""
     output_dir = tmp_path_factory.mktemp("bench")
-    assert bench.main(["--quick", "--max-epochs", "1", "--output-dir", str(output_dir)]) == 0
+    assert bench.main(["--quick", "--output-dir", str(output_dir)]) == 0
     report = json.loads((output_dir / bench.REPORT_JSON).read_text())
     return report, (output_dir / bench.REPORT_MD).read_text()
 
 
 @pytest.mark.slow
-def test_quick_benchmark_reports_both_models_with_sane_numbers(quick_reports):
+def test_quick_benchmark_trains_and_measures_both_models(quick_reports):
     report, markdown = quick_reports
-    assert report["settings"]["quick"] and report["settings"]["train_images"] == bench.QUICK["train_images"]
-    assert report["machine"]["cpu"] and report["machine"]["usable_cores"] >= 1
     models = report["models"]
     assert set(models) == {"project", "original"}
-    assert models["original"]["parameters"] == 347_277
-    assert models["project"]["description"].startswith("This project's network") and all(
-        "Returns" not in model["description"] for model in models.values()
-    )
+    assert models["original"]["parameters"] == 347_277 and models["project"]["parameters"] < 347_277
+    # Both learned on the quick subset: far above chance (10% digits; at most 10% for one sum class).
+    assert models["project"]["test_digit_accuracy"] >= 0.85 and models["project"]["test_sum_accuracy"] >= 0.5
+    assert models["original"]["test_digit_accuracy"] >= 0.75 and models["original"]["test_sum_accuracy"] >= 0.15
     for model in models.values():
-        assert model["flops_per_image"] > 0 and model["parameters"] > 0
-        for accuracy in ("test_digit_accuracy", "test_sum_accuracy", "final_val_digit_accuracy"):
-            assert 0 <= model[accuracy] <= 1
-        for speed in ("training_images_per_second", "inference_images_per_second", "first_epoch_seconds"):
-            assert model[speed] > 0
-        assert 0 < model["latency_median_ms"] <= model["latency_p95_ms"]
-        assert model["peak_rss_mib"] > 100  # Python and TensorFlow alone take more
-        assert model["epochs_run"] == 1
-        for threshold in bench.THRESHOLDS:
-            seconds = model[bench.threshold_key(threshold)]
-            assert seconds is None or seconds > 0
-
-    ratios = report["ratios"]
-    assert set(ratios) == {metric.key for metric in bench.METRICS}
-    assert ratios["parameters"] == pytest.approx(models["project"]["parameters"] / 347_277)
-    assert ratios["training_images_per_second"] > 0 and ratios["test_digit_accuracy"] is not None
-    assert "Project / original" in markdown and "347,277" in markdown and "Quick mode" in markdown
+        assert model["epochs_run"] == bench.QUICK["max_epochs"] and model["stopped_by"] == "max epochs"
+        assert model["latency_median_ms"] <= model["latency_p95_ms"]
+    ratio = report["ratios"]["flops_per_image"]
+    assert ratio == pytest.approx(models["project"]["flops_per_image"] / models["original"]["flops_per_image"])
+    assert "| Parameters | 184,365 | 347,277 | 0.53 | lower |" in markdown and "Quick mode" in markdown
