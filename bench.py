@@ -285,7 +285,7 @@ def markdown_report(report):
         "fresh process on train.py's split; test figures use its last epoch's weights and train.py's test addends.",
         "",
         *(
-            f"- **{name}** (epochs run: {model['epochs_run']}, stopped by {model['stopped_by']}): {model['description']}"
+            f"- **{name}** ({model['epochs_run']} epoch(s), stopped by {model['stopped_by']}): {model['description']}"
             for name, model in models.items()
         ),
         "",

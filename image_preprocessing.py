@@ -5,7 +5,8 @@
 
 MNIST digits are white on black, their longer side scaled to 20 px and their
 centre of mass at the centre of a 28x28 frame; `preprocess_image` does the same
-to an outside image, whatever its size, colours, polarity and lighting.
+to an outside image, whatever its size, colours, polarity and lighting, and
+whether the digit sits in a wide margin of paper or fills the picture to its edges.
 """
 
 import os
@@ -14,16 +15,19 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps
 from scipy import ndimage
+from skimage import color, filters, measure, morphology, transform
 
 from data_creation import IMAGE_SIZE
 
 MAX_SIDE = 1024  # larger images are shrunk first: plenty for one digit, and a bounded cost
 DIGIT_BOX = 20  # MNIST scaled each digit's longer side to 20 px ...
-MNIST_CENTER = (14.0, 14.0)  # ... and put its centre of mass here (measured mean: 13.99, 14.01)
+MNIST_CENTRE = (14, 14)  # ... and put its centre of mass at the centre of the 28x28 frame
+PAPER_TILES = 4  # the paper's level is read in tiles of a quarter of the picture's longer side ...
+PAPER_PERCENTILE = 10  # ... as the level that ink (bright from then on) covers less than 90% of
 MIN_CONTRAST = 32  # ink must stand this far (of 255) above the paper to count as a digit
-STROKE_RATIO = 0.12  # MNIST's median stroke is 0.128 of the digit's size; thinner digits are thickened
-JOIN_MARGIN = 0.4  # pieces this near the digit's box (share of its size) join it: a 5's bar, a 4's stem
-MIN_PIECE = 0.03  # ... unless smaller than this share of the largest piece (specks)
+MIN_PIECE = 0.03  # pieces of ink smaller than this share of the largest piece are specks
+JOIN_REACH = 0.25  # pieces this near each other (share of the largest piece's size) form the digit
+STROKE_RATIO = 0.12  # MNIST's strokes are about this share of the digit's size; thinner ones are thickened
 
 
 def preprocess_image(source):
@@ -31,16 +35,16 @@ def preprocess_image(source):
 
     `source`: an image file's path, a PIL image or an array (see `read_image`);
     any size, colour or grey, dark ink on light paper or light on dark. The
-    background is flattened and made black, the digit is found as the largest
-    piece of Otsu-thresholded ink plus the pieces near it (specks are dropped),
-    thin strokes are thickened, and, as MNIST did, the digit's longer side is
-    scaled to 20 px and its centre of mass put at the centre of the 28x28 frame.
+    paper is flattened to black, the digit is found as the largest piece of
+    Otsu-thresholded ink plus the pieces near it (specks are dropped), thin
+    strokes are thickened, and, as MNIST did, the digit's longer side is scaled
+    to 20 px and its centre of mass put at the centre of the 28x28 frame.
     Raises ValueError when no digit is found or the source is not a usable image.
     """
-    found = _find_digit(_ink_map(read_image(source)))
-    if found is None:
+    digit = _find_digit(_ink_map(read_image(source)))
+    if digit is None:
         raise ValueError(f"no digit found in {_describe(source)}: it is blank, uniform or too faint")
-    return _mnist_frame(_thicken(*found))
+    return _mnist_frame(_thicken(*digit))
 
 
 def read_image(source):
@@ -56,20 +60,10 @@ def read_image(source):
         pixels = _as_pixels(_pil_array(source), "source")
     else:
         pixels = _as_pixels(source, "source")
-    pixels = _flatten_alpha(pixels)
-    return _block_mean(pixels, -(-max(pixels.shape[:2]) // MAX_SIDE))  # no side over MAX_SIDE
+    return _shrink(_flatten_alpha(pixels))
 
 
-def otsu_threshold(values, bins=256):
-    """Otsu's threshold: the cut through the histogram that maximises the between-class variance."""
-    counts, edges = np.histogram(values, bins)
-    centres = (edges[:-1] + edges[1:]) / 2
-    below = np.cumsum(counts)[:-1]
-    above = counts.sum() - below
-    mass_below = np.cumsum(counts * centres)[:-1]
-    mean_below = mass_below / np.maximum(below, 1)
-    mean_above = (mass_below[-1] + counts[-1] * centres[-1] - mass_below) / np.maximum(above, 1)
-    return edges[1 + np.argmax(below * above * (mean_below - mean_above) ** 2)]
+# --------------------------------------------------------------------------- reading
 
 
 def _describe(source):
@@ -139,128 +133,105 @@ def _flatten_alpha(pixels):
     """Lay an (H, W, 4) image on white if its visible ink is dark, else on black."""
     if pixels.shape[2] != 4:
         return pixels
-    colour, alpha = pixels[..., :3], pixels[..., 3:] / 255
-    visible = alpha.sum()
-    dark_ink = visible == 0 or (colour.mean(axis=2, keepdims=True) * alpha).sum() / visible < 128
-    return colour * alpha + (255 if dark_ink else 0) * (1 - alpha)
+    alpha = pixels[..., 3]
+    dark_ink = alpha.sum() == 0 or np.average(pixels[..., :3].mean(axis=2), weights=alpha) < 128
+    backdrop = (1, 1, 1) if dark_ink else (0, 0, 0)
+    return (255 * color.rgba2rgb(pixels / 255, background=backdrop)).astype(np.float32)
 
 
-def _block_mean(pixels, factor):
-    """Shrink (H, W, C) pixels by averaging factor x factor blocks; the last partial ones are dropped."""
-    factor = min(factor, *pixels.shape[:2])
-    if factor <= 1:
+def _shrink(pixels):
+    """Shrink an image with a side over MAX_SIDE by averaging blocks of pixels."""
+    factor = -(-max(pixels.shape[:2]) // MAX_SIDE)
+    if factor == 1:
         return pixels
-    height, width = (side // factor for side in pixels.shape[:2])
-    blocks = pixels[: height * factor, : width * factor].reshape(height, factor, width, factor, -1)
-    return blocks.mean(axis=(1, 3), dtype=np.float32)
+    height, width = (side - side % factor for side in pixels.shape[:2])  # whole blocks only
+    return transform.downscale_local_mean(pixels[:height, :width], (factor, factor, 1)).astype(np.float32)
+
+
+# --------------------------------------------------------------------------- finding the digit
 
 
 def _ink_map(pixels):
     """Ink strength per pixel, about 0 on the paper, whatever the polarity, colour and lighting."""
-    height, width = pixels.shape[:2]
-    grain = min(height, width) / 400  # blur of about 1.5 px on a phone photo, none on a 28x28 image
-    pixels = ndimage.gaussian_filter(pixels, (grain, grain, 0))
+    grain = min(pixels.shape[:2]) / 400  # blur of about 1.5 px on a phone photo, none on a 28x28 image
+    pixels = filters.gaussian(pixels, grain, channel_axis=-1, preserve_range=True)
     if _dark_ink(pixels.mean(axis=2)):
         pixels = 255 - pixels  # ink is bright from here on
-    return (pixels - _paper(pixels)).max(axis=2)  # coloured ink stands out in at least one channel
+    return (pixels - _local_level(pixels, PAPER_PERCENTILE)).max(axis=2)  # coloured ink: in one channel at least
 
 
 def _dark_ink(grey):
     """True for dark ink on light paper, False for light ink on dark.
 
-    The ink is the few pixels far from the paper's level (a local median), so the long tail of the
-    brightness around that level, its skew, is on the ink's side, whatever the light does to the paper.
+    The paper covers most of the picture, so it holds the median of the picture's difference from a
+    blurred copy of itself, while the ink, the rarer side, drags the mean towards its own.
     """
-    coarse = _block_mean(grey[..., None], max(grey.shape) // 64)[..., 0]
-    paper = ndimage.median_filter(coarse, size=max(3, max(coarse.shape) // 2), mode="nearest")
-    return np.sum((grey - _stretch(paper, grey.shape)) ** 3) < 0
+    small = transform.rescale(grey, 64 / max(grey.shape), anti_aliasing=True)  # blurred cheaply, at 64 px
+    difference = grey - transform.resize(filters.gaussian(small, 16), grey.shape)
+    return np.mean(difference) < np.median(difference)
 
 
-def _paper(pixels):
-    """The paper under bright ink, uneven light and tint included: a grey opening wider than any stroke.
+def _local_level(image, percent):
+    """A smooth map of the image's `percent`-th percentile in tiles: the paper's level under uneven light.
 
-    Strokes are thinner than a quarter of the digit, so of the picture's longer side: the opening's
-    window is half that side. It runs on a copy shrunk to about 128 px, which also averages the grain,
-    padded with its edge values, so that a brighter border is kept rather than cut off as a ridge.
+    The tiles hold only the picture's own pixels, so ink that runs along an edge is never taken for
+    paper, as it would be by a filter that extends the edge outwards; beyond the centres of the outer
+    tiles the levels are extrapolated linearly, so a light that fades towards an edge is followed.
     """
-    height, width = pixels.shape[:2]
-    coarse = _block_mean(pixels, max(height, width) // 128)
-    window = max(3, max(coarse.shape[:2]) // 2)
-    padded = np.pad(coarse, ((window, window), (window, window), (0, 0)), mode="edge")
-    paper = ndimage.grey_opening(padded, size=(window, window, 1))[window:-window, window:-window]
-    return _stretch(paper, pixels.shape)
-
-
-def _stretch(image, shape):
-    """Resize a smooth map bilinearly to the height and width of `shape`."""
-    zoom = (shape[0] / image.shape[0], shape[1] / image.shape[1], 1)[: image.ndim]
-    return ndimage.zoom(image, zoom, order=1, mode="nearest")
-
-
-def _border(image):
-    """The outermost pixels of a 2-D image."""
-    return np.concatenate([image[0], image[-1], image[:, 0], image[:, -1]])
+    tile = -(-max(image.shape[:2]) // PAPER_TILES)
+    block, pad = ((tile, tile, 1), [(1, 1), (1, 1), (0, 0)]) if image.ndim == 3 else ((tile, tile), 1)
+    levels = measure.block_reduce(image, block, np.nanpercentile, cval=np.nan, func_kwargs={"q": percent})
+    levels = np.pad(levels, pad, mode="reflect", reflect_type="odd")  # a border of tiles, linearly extrapolated
+    levels = transform.resize(levels, (levels.shape[0] * tile, levels.shape[1] * tile, *image.shape[2:]))
+    return levels[tile : tile + image.shape[0], tile : tile + image.shape[1]]
 
 
 def _find_digit(ink):
     """The digit's ink scaled to 0-1 (zero elsewhere) and its thresholded pixels; None if there is none."""
     if ink.max() < MIN_CONTRAST:
         return None
-    paper = _border(ink)  # the paper's level and noise, read where the digit rarely is
-    median = np.median(paper)
-    noise = 1.4826 * np.median(np.abs(paper - median))  # a robust standard deviation
-    threshold = max(otsu_threshold(ink), median + 5 * noise)
-    mask = ink > threshold
-    if not mask.any():
+    threshold = filters.threshold_otsu(ink)
+    digit = _digit_pieces(ink > threshold)
+    core = np.median(ink[digit])  # the strokes' own ink level
+    if core < MIN_CONTRAST:
         return None
-    mask = _digit_pieces(mask)
-    low, high = min(median + 3 * noise, threshold / 2), np.percentile(ink[mask], 90)
-    strength = np.clip((ink - low) / (high - low), 0, 1) * ndimage.binary_dilation(mask)  # keep a soft rim
-    box = ndimage.find_objects((strength > 0).astype(np.int8))[0]
-    return strength[box], mask[box]
+    paper = np.median(ink)  # the paper covers most of the picture
+    grain = 1.4826 * np.median(np.abs(ink - paper))  # a robust standard deviation
+    low = min(paper + 3 * grain, threshold / 2)  # a stroke's soft edge fades out here
+    strength = np.clip((ink - low) / (core - low), 0, 1) * morphology.dilation(digit)
+    box = measure.regionprops((strength > 0).astype(np.uint8))[0].slice
+    return strength[box], digit[box]
 
 
 def _digit_pieces(mask):
-    """The largest connected piece of ink plus the sizeable pieces near it; specks elsewhere are dropped."""
-    labels, _ = ndimage.label(ndimage.binary_dilation(mask), structure=np.ones((3, 3)))  # bridge 1-px gaps
-    labels[~mask] = 0
-    areas = np.bincount(labels.ravel())[1:]
-    slices = ndimage.find_objects(labels)
-    boxes = np.array([(rows.start, cols.start, rows.stop, cols.stop) for rows, cols in slices])
-    sizeable = areas >= MIN_PIECE * areas.max()
-    kept = areas == areas.max()
-    while True:
-        top_left, bottom_right = boxes[kept, :2].min(axis=0), boxes[kept, 2:].max(axis=0)
-        margin = JOIN_MARGIN * (bottom_right - top_left).max()
-        near = sizeable & np.all(boxes[:, :2] < bottom_right + margin, axis=1)
-        near &= np.all(boxes[:, 2:] > top_left - margin, axis=1)
-        if not np.any(near & ~kept):
-            return np.isin(labels, np.flatnonzero(kept) + 1)
-        kept |= near
+    """The largest piece of ink and the sizeable pieces near it, near each other; specks are dropped."""
+    largest = max(measure.regionprops(measure.label(mask, connectivity=2)), key=lambda piece: piece.area)
+    sizeable = morphology.remove_small_objects(mask, max_size=MIN_PIECE * largest.area, connectivity=2)
+    top, left, bottom, right = largest.bbox
+    near = ndimage.distance_transform_edt(~sizeable) <= JOIN_REACH * max(bottom - top, right - left)
+    groups = measure.label(near)
+    return sizeable & (groups == groups[tuple(largest.coords[0])])
 
 
 def _thicken(strength, mask):
-    """Paint ink around strokes thinner than MNIST's (STROKE_RATIO of the digit's size)."""
-    stroke = 4 * ndimage.distance_transform_edt(mask)[mask].mean() - 2  # width of a band from its mean depth
-    reach = (STROKE_RATIO * max(mask.shape) - stroke) / 2
+    """Widen strokes thinner than MNIST's (STROKE_RATIO of the digit's size) by a grey dilation."""
+    width = mask.sum() / max(1, morphology.skeletonize(mask).sum())  # a stroke's area over its length
+    reach = (STROKE_RATIO * max(mask.shape) - width) / 2
     if reach < 1:
         return strength
-    pad = int(np.ceil(reach))
-    strength, mask = np.pad(strength, pad), np.pad(mask, pad)
-    return np.maximum(strength, ndimage.distance_transform_edt(~mask) <= reach)
+    pad = round(reach)
+    return morphology.dilation(np.pad(strength, pad), morphology.disk(pad, decomposition="sequence"))
 
 
 def _mnist_frame(digit):
     """Scale the digit's longer side to 20 px and put its centre of mass at (14, 14) of a black 28x28."""
-    height, width = digit.shape
-    scale = DIGIT_BOX / max(height, width)
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    small = np.asarray(Image.fromarray(digit.astype(np.float32)).resize(size, Image.Resampling.LANCZOS))
-    small = np.clip(small, 0, 1)
-    small = small / small.max()
+    scale = DIGIT_BOX / max(digit.shape)
+    height, width = (max(1, round(side * scale)) for side in digit.shape)
+    small = transform.resize(digit, (height, width))
+    small /= small.max()
     rows, cols = ndimage.center_of_mass(small)
-    top = int(np.clip(round(MNIST_CENTER[0] - rows), 0, IMAGE_SIZE - size[1]))
-    left = int(np.clip(round(MNIST_CENTER[1] - cols), 0, IMAGE_SIZE - size[0]))
+    top = int(np.clip(round(MNIST_CENTRE[0] - rows), 0, IMAGE_SIZE - height))
+    left = int(np.clip(round(MNIST_CENTRE[1] - cols), 0, IMAGE_SIZE - width))
     frame = np.zeros((IMAGE_SIZE, IMAGE_SIZE, 1), np.float32)
-    frame[top : top + size[1], left : left + size[0], 0] = 255 * small
+    frame[top : top + height, left : left + width, 0] = 255 * small
     return frame

@@ -4,7 +4,8 @@
 
 Every digit 0-9 appears in several hands: pen, pencil, marker, chalk and
 print, slanted, turned and wobbly, on paper with uneven light, grain, specks
-and a shadow, some as light ink on a dark board, some small in a large frame.
+and a shadow, some as light ink on a dark board, some small in a large frame,
+some cropped so tightly that their strokes run along the picture's edges.
 Each file name starts with its true digit (`7_pen_crossbar.jpg`), which is all
 `predict.py` and the tests need to score them. Drawn with Pillow from the
 stroke templates below; the seed makes every run write the same files.
@@ -66,6 +67,10 @@ HANDS = {
                 (0.45, 0.95),
                 (0.62, 1.0),
             ]
+        ],
+        [  # a long flat base
+            [(0.05, 0.22), (0.18, 0.05), (0.36, 0.0), (0.52, 0.1), (0.52, 0.32), (0.3, 0.62), (0.02, 1.0)],
+            [(0.02, 1.0), (0.6, 1.0)],
         ],
     ],
     3: [
@@ -238,6 +243,29 @@ SAMPLES = [
         specks=40,
     ),
     Sample("9_printed.png", hand=-1, size=(200, 240), ink=BLUE_PEN, slant=0.0, turn=5),
+    # Tight crops: the digit fills its picture and its strokes run along the edges, some cut by them.
+    Sample("2_pen_tight_long_base.jpg", hand=2, size=(232, 360), height=0.97, slant=0.05, pen=0.07, light=0.2),
+    Sample(
+        "2_pencil_tight_base_cut.jpg", hand=2, size=(216, 320), height=1.0, centre=(0.5, 0.48), ink=PENCIL, pen=0.06
+    ),
+    Sample("2_marker_tight_curly_base.png", hand=1, size=(230, 300), height=0.96, ink=BLACK_PEN, pen=0.11, mode="L"),
+    Sample(
+        "2_felt_tight_slanted.jpg",
+        size=(284, 360),
+        centre=(0.53, 0.5),
+        height=0.98,
+        slant=0.25,
+        ink=GREEN_FELT,
+        pen=0.09,
+    ),
+    Sample("7_pen_tight_bar.jpg", size=(220, 340), height=0.98, centre=(0.5, 0.52), ink=BLACK_PEN, pen=0.07),
+    Sample("7_marker_tight_crossbar.jpg", hand=1, size=(240, 330), height=1.0, slant=0.1, pen=0.1, ink=RED_PEN),
+    Sample("4_pen_tight_open.jpg", hand=1, size=(206, 340), centre=(0.47, 0.5), height=0.98, slant=0.0, pen=0.07),
+    Sample(
+        "4_marker_tight_closed.png", size=(216, 320), centre=(0.54, 0.5), height=1.0, slant=0.05, pen=0.1, ink=BLACK_PEN
+    ),
+    Sample("5_pen_tight_bar.jpg", size=(230, 340), height=0.98, centre=(0.5, 0.51), slant=0.1, pen=0.07),
+    Sample("5_felt_tight_detached_bar.jpg", hand=1, size=(240, 330), height=1.0, ink=RED_PEN, pen=0.1),
 ]
 
 

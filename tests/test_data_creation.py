@@ -3,12 +3,14 @@
 import numpy as np
 import pytest
 
+from train import AUGMENTATION
 from data_creation import (
     MnistSumDataset,
     augment_images,
     decode_one_hot,
     encode_addends,
     encode_sums,
+    evaluation_addends,
     load_mnist,
     sum_labels,
     train_validation_split,
@@ -145,7 +147,7 @@ def test_split_is_stratified_and_seeded():
 
 def test_batches_have_named_shapes_dtypes_and_consistent_labels(digit_images):
     images, digits = digit_images
-    data = MnistSumDataset(images, digits, batch_size=8, training=True, seed=3)
+    data = MnistSumDataset(images, digits, batch_size=8, seed=3)
     assert len(data) == 3
     inputs, targets = data[0]
     assert inputs["image"].shape == (8, 28, 28, 1) and inputs["image"].dtype == np.float32
@@ -168,7 +170,7 @@ def _epoch(data):
 
 def test_training_redraws_order_and_addends_every_epoch(digit_images):
     images, digits = digit_images
-    data = MnistSumDataset(images, digits, batch_size=8, training=True, seed=3)
+    data = MnistSumDataset(images, digits, batch_size=8, seed=3)
     first_images, first_addends = _epoch(data)
     data.on_epoch_end()
     second_images, second_addends = _epoch(data)
@@ -178,30 +180,31 @@ def test_training_redraws_order_and_addends_every_epoch(digit_images):
 
 def test_same_seed_same_batches_and_different_seed_differs(digit_images):
     images, digits = digit_images
-    one = _epoch(MnistSumDataset(images, digits, batch_size=8, training=True, seed=5))
-    two = _epoch(MnistSumDataset(images, digits, batch_size=8, training=True, seed=5))
-    other = _epoch(MnistSumDataset(images, digits, batch_size=8, training=True, seed=6))
+    one = _epoch(MnistSumDataset(images, digits, batch_size=8, seed=5))
+    two = _epoch(MnistSumDataset(images, digits, batch_size=8, seed=5))
+    other = _epoch(MnistSumDataset(images, digits, batch_size=8, seed=6))
     assert np.array_equal(one[0], two[0]) and np.array_equal(one[1], two[1])
     assert not np.array_equal(one[1], other[1])
 
 
 def test_evaluation_keeps_order_addends_and_pixels(digit_images):
     images, digits = digit_images
-    data = MnistSumDataset(images, digits, batch_size=8, seed=9)
+    addends = evaluation_addends(len(images), seed=9, split="test")
+    data = MnistSumDataset(images, digits, batch_size=8, addends=addends)
     first_images, first_addends = _epoch(data)
     data.on_epoch_end()
     again_images, again_addends = _epoch(data)
     assert np.array_equal(first_addends, again_addends)
     assert np.array_equal(first_images[..., 0], images)  # in order, not augmented
     assert np.array_equal(again_images, first_images)
-    same_seed = _epoch(MnistSumDataset(images, digits, batch_size=8, seed=9))[1]
+    same_seed = _epoch(MnistSumDataset(images, digits, batch_size=8, addends=evaluation_addends(20, 9, "test")))[1]
     assert np.array_equal(same_seed, first_addends)
 
 
 def test_training_batches_are_augmented(mnist):
     (x_train, y_train), _ = mnist
     images, digits = x_train[:64], y_train[:64]
-    data = MnistSumDataset(images, digits, batch_size=64, training=True, seed=0)
+    data = MnistSumDataset(images, digits, batch_size=64, seed=0, augmentation=AUGMENTATION)
     augmented = data[0][0]["image"][..., 0]
     originals = images[data.order[:64]].astype(np.float32)
     changed = np.abs(augmented - originals).reshape(64, -1).max(axis=1) > 50
@@ -209,14 +212,14 @@ def test_training_batches_are_augmented(mnist):
     # ...but stays a digit of about the same ink: no flips, no wholesale loss.
     ink_ratio = augmented.sum(axis=(1, 2)) / originals.sum(axis=(1, 2))
     assert np.all((ink_ratio > 0.6) & (ink_ratio < 1.6))
-    plain = MnistSumDataset(images, digits, batch_size=64, training=True, seed=0, augment=False)
+    plain = MnistSumDataset(images, digits, batch_size=64, seed=0, augmentation=None)
     assert np.array_equal(plain[0][0]["image"][..., 0], images[plain.order].astype(np.float32))
 
 
 def test_augmentation_stops_after_augment_epochs(mnist):
     (x_train, y_train), _ = mnist
     images, digits = x_train[:64], y_train[:64]
-    data = MnistSumDataset(images, digits, batch_size=64, training=True, seed=0, augment_epochs=2)
+    data = MnistSumDataset(images, digits, batch_size=64, seed=0, augmentation=AUGMENTATION, augment_epochs=2)
     for epoch, augmented in [(0, True), (1, True), (2, False), (5, False)]:
         data.set_epoch(epoch)
         batch = data[0][0]["image"][..., 0]
@@ -234,17 +237,17 @@ def test_augmentation_never_flips():
     image = np.zeros((1, 28, 28), np.uint8)
     image[0, 4:24, 4:8] = 255  # a bar on the left
     for seed in range(20):
-        out = augment_images(image, np.random.default_rng(seed))[0].astype(float)
+        out = augment_images(image, np.random.default_rng(seed), **AUGMENTATION)[0].astype(float)
         assert out[:, :14].sum() > 4 * out[:, 14:].sum()
 
 
 def test_dataset_rejects_bad_arguments(digit_images):
     images, digits = digit_images
     with pytest.raises(ValueError, match="uint8"):
-        MnistSumDataset(images.astype(np.float32), digits)
+        MnistSumDataset(images.astype(np.float32), digits, 8)
     with pytest.raises(ValueError, match="differ in length"):
-        MnistSumDataset(images, digits[:5])
+        MnistSumDataset(images, digits[:5], 8)
     with pytest.raises(ValueError, match="batch_size"):
         MnistSumDataset(images, digits, batch_size=0)
     with pytest.raises(ValueError, match="augment_epochs"):
-        MnistSumDataset(images, digits, training=True, augment_epochs=-1)
+        MnistSumDataset(images, digits, 8, augment_epochs=-1)

@@ -112,7 +112,7 @@ def test_normalisation_shows_one_histogram_on_two_scales(digit_images, tmp_path)
 
 def test_batch_titles_decode_the_targets_above_raw_and_augmented_rows(digit_images, tmp_path):
     images, digits = digit_images
-    data = MnistSumDataset(images, digits, batch_size=8, training=True)
+    data = MnistSumDataset(images, digits, batch_size=8)
     inputs, targets = data[0]
     raw = data.images[data.order[:8]]
     fig = helper_mnist.plot_batch(inputs, targets, raw_images=raw, count=5, path=tmp_path / "b.png")

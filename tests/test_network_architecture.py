@@ -32,7 +32,7 @@ def test_addend_reaches_only_the_sum_head(untrained_model):
 
 
 def test_compiled_with_crossentropy_and_accuracy_per_head():
-    model = compile_model(build_model())
+    model = compile_model(build_model(), learning_rate=1e-3, weight_decay=1e-4, ema_momentum=0.99)
     assert model.loss == {"digit": "categorical_crossentropy", "sum": "categorical_crossentropy"}
     batch = {"image": np.zeros((4, 28, 28, 1)), "addend": np.eye(10)[:4]}
     targets = {"digit": np.eye(10)[:4], "sum": np.eye(19)[:4]}
@@ -41,7 +41,7 @@ def test_compiled_with_crossentropy_and_accuracy_per_head():
 
 
 def test_optimizer_keeps_an_average_of_the_weights():
-    optimizer = compile_model(build_model(), ema_momentum=0.99).optimizer
+    optimizer = compile_model(build_model(), learning_rate=1e-3, weight_decay=1e-4, ema_momentum=0.99).optimizer
     assert optimizer.use_ema and optimizer.ema_momentum == 0.99
     assert isinstance(optimizer, keras.optimizers.AdamW)
 

@@ -6,7 +6,7 @@ from PIL import Image, ImageDraw
 from scipy import ndimage
 
 from evaluate_func import predict_digit_and_sum
-from image_preprocessing import otsu_threshold, preprocess_image
+from image_preprocessing import preprocess_image
 
 
 def draw_seven(size=(160, 200), box=(40, 40, 120, 160), width=10, ink=30, paper=235):
@@ -224,9 +224,3 @@ def test_a_decompression_bomb_is_refused(tmp_path, monkeypatch):
 def test_bad_arrays_are_refused(array):
     with pytest.raises(ValueError, match="source"):
         preprocess_image(array)
-
-
-def test_otsu_threshold_splits_two_modes():
-    rng = np.random.default_rng(0)
-    values = np.concatenate([rng.normal(30, 5, 900), rng.normal(200, 5, 100)])  # paper and ink
-    assert 45 < otsu_threshold(values) < 185
