@@ -241,8 +241,7 @@ METRICS = (  # key, label, format, which is better
 def describe_machine():
     """CPU, cores, load and library versions, for the report."""
     return {
-        "cpu": train.cpu_name(),
-        "instruction_set": train.instruction_set(),
+        **train.describe_cpu(),
         "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "load_average_at_start": round(os.getloadavg()[0], 2),
         "python": platform.python_version(),

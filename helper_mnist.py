@@ -19,6 +19,7 @@ from data_creation import NUM_DIGITS, NUM_SUMS, as_class_indices, as_mnist_batch
 # twice unless it assigns it (`fig = plot_...(...)`) or ends in `;`.
 
 HEADS = ("digit", "sum")
+CURVES = (("", "-", "training"), ("val_", "--", "validation"), ("val_live_", ":", "validation, live weights"))
 PREDICTION_KEYS = ("digit", "digit_probability", "addend", "sum", "sum_probability")
 SAVE_DPI = 120
 
@@ -119,7 +120,8 @@ def plot_batch(inputs, targets, raw_images=None, count=8, path=None):
 
 
 def plot_training_curves(history, path=None):
-    """Loss and error rate (1 - accuracy) per epoch of both heads, log scales: training solid, validation dashed.
+    """Loss and error rate (1 - accuracy) per epoch of both heads, log scales: training solid, validation
+    dashed (the averaged weights) and dotted (the live weights, `val_live_*`, where the log has them).
 
     `history` is the History `model.fit` returns, a dict of per-epoch lists
     keyed like Keras' logs (`digit_loss`, `val_sum_accuracy`, ...), or the path
@@ -131,7 +133,7 @@ def plot_training_curves(history, path=None):
     fig, axes = _subplots(1, 2, figsize=(11, 4))
     for ax, metric in zip(axes[0], ("loss", "accuracy"), strict=True):
         for head, color in zip(HEADS, ("tab:blue", "tab:orange"), strict=True):
-            for prefix, style, split in (("", "-", "training"), ("val_", "--", "validation")):
+            for prefix, style, split in CURVES:
                 if f"{prefix}{head}_{metric}" in logs:
                     values = logs[f"{prefix}{head}_{metric}"]  # float arrays (_history_logs)
                     values = 1 - values if metric == "accuracy" else values
@@ -202,8 +204,9 @@ def plot_misclassified(
     return _finish(fig, path)
 
 
-def plot_outside_images(originals, preprocessed, predictions, names=None, path=None):
-    """One row per outside image: the original, the 28x28 network input, and the predictions.
+def plot_outside_images(originals, preprocessed, predictions, names=None, true_digits=None, cols=4, path=None):
+    """A grid of outside images, `cols` to a row: each original beside the 28x28 input the network saw,
+    titled with the prediction `digit (p) + addend = sum (p)`; red where it differs from `true_digits`.
 
     `originals` are arrays (grey or RGB, any size) or PIL images;
     `preprocessed` the matching 28x28 MNIST-style inputs (0-255, white on
@@ -213,26 +216,29 @@ def plot_outside_images(originals, preprocessed, predictions, names=None, path=N
     preprocessed = _pixels(preprocessed, "preprocessed")
     count = len(preprocessed)
     names = [f"image {i + 1}" for i in range(count)] if names is None else list(names)
-    if not len(originals) == len(predictions) == len(names) == count:
+    truths = [None] * count if true_digits is None else list(true_digits)
+    if not len(originals) == len(predictions) == len(names) == len(truths) == count:
         raise ValueError(
-            f"{len(originals)} originals, {count} preprocessed images, {len(predictions)} predictions "
-            f"and {len(names)} names: expected one of each per image"
+            f"{len(originals)} originals, {count} preprocessed images, {len(predictions)} predictions, "
+            f"{len(names)} names and {len(truths)} true digits: expected one of each per image"
         )
-    fig, axes = _subplots(count, 3, figsize=(8, 2.2 * count), width_ratios=(1, 1, 1.6))
-    for row, original, image, prediction, name in zip(axes, originals, preprocessed, predictions, names, strict=True):
+    cols = min(cols, count)
+    fig, axes = _subplots(math.ceil(count / cols), 2 * cols, figsize=(2.6 * cols, 1.6 * math.ceil(count / cols)))
+    for ax in axes.flat[2 * count :]:
+        ax.remove()
+    pairs = zip(axes.flat[0::2], axes.flat[1::2], originals, preprocessed, predictions, names, truths, strict=False)
+    for original_ax, input_ax, original, image, prediction, name, truth in pairs:
         missing = [key for key in PREDICTION_KEYS if key not in prediction]
         if missing:
             raise ValueError(f"prediction for {name!r} lacks {missing}")
-        _show_image(row[0], np.asarray(original), str(name), vmin=None, vmax=None)
-        _show_image(row[1], image, "28x28 network input")
-        bars = row[2].barh(
-            [f"digit {prediction['digit']}", f"addend {prediction['addend']} -> sum {prediction['sum']}"],
-            [prediction["digit_probability"], prediction["sum_probability"]],
-            color=["tab:blue", "tab:orange"],
+        answer = (
+            f"{prediction['digit']} ({prediction['digit_probability']:.0%}) + {prediction['addend']}"
+            f" = {prediction['sum']} ({prediction['sum_probability']:.0%})"
         )
-        row[2].bar_label(bars, fmt="{:.1%}", padding=3)
-        row[2].set(xlim=(0, 1.25), xticks=[0, 0.5, 1], title="prediction (probability)")
-        row[2].invert_yaxis()
+        wrong = truth is not None and truth != prediction["digit"]
+        _show_image(original_ax, np.asarray(original), str(name), vmin=None, vmax=None)
+        original_ax.title.set_fontsize(7)
+        _show_image(input_ax, image, answer, color="red" if wrong else "black")
     return _finish(fig, path)
 
 

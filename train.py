@@ -348,7 +348,7 @@ def train_model(
         },
         "data_sha256": data_checksum(*mnist[0], *mnist[1]),  # the whole of MNIST, as loaded
         "code_version": version,
-        "machine": {"cpu": cpu_name(), "instruction_set": instruction_set()},
+        "machine": describe_cpu(),
         "versions": {"python": platform.python_version()}
         | {package: importlib.metadata.version(package) for package in ("tensorflow", "keras", "numpy")},
         "parameters": model.count_params(),
@@ -381,25 +381,17 @@ def code_version():
     return commit + ("+dirty" if dirty else "")
 
 
-def cpu_flags():
-    """The first processor's fields in /proc/cpuinfo ({} off Linux)."""
-    try:
-        first = Path("/proc/cpuinfo").read_text().split("\n\n")[0]
-    except OSError:
-        return {}
-    fields = (line.partition(":") for line in first.splitlines())
-    return {key.strip(): value.strip() for key, _, value in fields}
-
-
-def cpu_name():
-    return cpu_flags().get("model name") or platform.processor() or "unknown"
-
-
-def instruction_set():
-    """The widest vector instructions of this CPU: oneDNN picks its kernels by them, so seeded runs are
-    bit-identical only between machines of the same instruction set."""
-    flags = cpu_flags().get("flags", "").split()
-    return next((name for name in ("avx512f", "avx2", "avx") if name in flags), platform.machine() or "unknown")
+def describe_cpu():
+    """The CPU's name and its widest vector instructions: oneDNN picks its kernels by them, so a seeded run
+    is bit-identical only on machines of the same instruction set."""
+    cpuinfo = Path("/proc/cpuinfo")
+    fields = dict(line.partition(":")[::2] for line in cpuinfo.read_text().splitlines()) if cpuinfo.exists() else {}
+    fields = {key.strip(): value.strip() for key, value in fields.items()}
+    flags = fields.get("flags", "").split()
+    return {
+        "cpu": fields.get("model name") or platform.processor() or "unknown",
+        "instruction_set": next((name for name in ("avx512f", "avx2", "avx") if name in flags), platform.machine()),
+    }
 
 
 def keep_freed_memory():
