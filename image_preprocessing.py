@@ -9,6 +9,7 @@ to an outside image, whatever its size, colours, polarity and lighting, and
 whether the digit sits in a wide margin of paper or fills the picture to its edges.
 """
 
+import math
 import os
 import warnings
 
@@ -23,10 +24,10 @@ MAX_SIDE = 1024  # larger images are shrunk first: plenty for one digit, and a b
 DIGIT_BOX = 20  # MNIST scaled each digit's longer side to 20 px ...
 MNIST_CENTRE = (14, 14)  # ... and put its centre of mass at the centre of the 28x28 frame
 PAPER_TILES = 4  # the paper's level is read in tiles of a quarter of the picture's longer side ...
-PAPER_PERCENTILE = 10  # ... as the level that ink (bright from then on) covers less than 90% of
-MIN_CONTRAST = 32  # ink must stand this far (of 255) above the paper to count as a digit
+PAPER_PERCENTILE = 10  # ... as the level below 90% of a tile's pixels: ink rarely covers more of a tile
+MIN_CONTRAST = 32  # the strokes must stand this far (of 255) above the paper to count as a digit
 MIN_PIECE = 0.03  # pieces of ink smaller than this share of the largest piece are specks
-JOIN_REACH = 0.25  # pieces this near each other (share of the largest piece's size) form the digit
+JOIN_GAP = 0.5  # pieces closer to each other than this share of the largest piece's size form the digit
 STROKE_RATIO = 0.12  # MNIST's strokes are about this share of the digit's size; thinner ones are thickened
 
 
@@ -43,7 +44,8 @@ def preprocess_image(source):
     """
     digit = _find_digit(_ink_map(read_image(source)))
     if digit is None:
-        raise ValueError(f"no digit found in {_describe(source)}: it is blank, uniform or too faint")
+        where = f"image file {os.fspath(source)!r}" if isinstance(source, (str, os.PathLike)) else "source"
+        raise ValueError(f"no digit found in {where}: it is blank, uniform or too faint")
     return _mnist_frame(_thicken(*digit))
 
 
@@ -64,10 +66,6 @@ def read_image(source):
 
 
 # --------------------------------------------------------------------------- reading
-
-
-def _describe(source):
-    return f"image file {os.fspath(source)!r}" if isinstance(source, (str, os.PathLike)) else "source"
 
 
 def _read_file(path):
@@ -97,7 +95,7 @@ def _pil_array(image):
         image = image.convert("I")
     elif image.mode not in ("L", "RGB", "RGBA", "I", "F"):
         image = image.convert("RGB")  # palette, 1-bit, CMYK, YCbCr, ...
-    factor = -(-max(image.size) // MAX_SIDE)
+    factor = math.ceil(max(image.size) / MAX_SIDE)
     return np.asarray(image.reduce(factor) if factor > 1 else image)  # averaged before any float copy
 
 
@@ -116,12 +114,12 @@ def _as_pixels(array, name):
         raise ValueError(f"{name} must be a (H, W) grey or (H, W, 3|4) colour image, got shape {array.shape}")
     if array.size == 0:
         raise ValueError(f"{name} is empty: shape {array.shape}")
-    array = array.astype(np.float32)
-    if not np.all(np.isfinite(array)):
+    if floats and not np.all(np.isfinite(array)):
         raise ValueError(f"{name} contains NaN or infinite pixels")
     low, high = array.min(), array.max()
     if low < 0 or high > 65535:
         raise ValueError(f"{name} must hold pixels 0-255, got {low:g} to {high:g}")
+    array = array.astype(np.float32)
     if high > 255:  # 16-bit
         array /= 257
     elif floats and high <= 1:  # 0-1 floats
@@ -141,7 +139,7 @@ def _flatten_alpha(pixels):
 
 def _shrink(pixels):
     """Shrink an image with a side over MAX_SIDE by averaging blocks of pixels."""
-    factor = -(-max(pixels.shape[:2]) // MAX_SIDE)
+    factor = math.ceil(max(pixels.shape[:2]) / MAX_SIDE)
     if factor == 1:
         return pixels
     height, width = (side - side % factor for side in pixels.shape[:2])  # whole blocks only
@@ -153,37 +151,38 @@ def _shrink(pixels):
 
 def _ink_map(pixels):
     """Ink strength per pixel, about 0 on the paper, whatever the polarity, colour and lighting."""
-    grain = min(pixels.shape[:2]) / 400  # blur of about 1.5 px on a phone photo, none on a 28x28 image
-    pixels = filters.gaussian(pixels, grain, channel_axis=-1, preserve_range=True)
+    blur = min(pixels.shape[:2]) / 400  # evens out a phone photo's grain; none on a 28x28 image
+    pixels = filters.gaussian(pixels, blur, channel_axis=-1, preserve_range=True)
     if _dark_ink(pixels.mean(axis=2)):
         pixels = 255 - pixels  # ink is bright from here on
-    return (pixels - _local_level(pixels, PAPER_PERCENTILE)).max(axis=2)  # coloured ink: in one channel at least
+    return (pixels - _paper(pixels)).max(axis=2)  # coloured ink stands out in one channel at least
 
 
 def _dark_ink(grey):
     """True for dark ink on light paper, False for light ink on dark.
 
-    The paper covers most of the picture, so it holds the median of the picture's difference from a
-    blurred copy of itself, while the ink, the rarer side, drags the mean towards its own.
+    Against a median over half the picture, which is paper, the ink is the long tail of the
+    brightness: its skew is on the ink's side, whatever the light does to the paper.
     """
-    small = transform.rescale(grey, 64 / max(grey.shape), anti_aliasing=True)  # blurred cheaply, at 64 px
-    difference = grey - transform.resize(filters.gaussian(small, 16), grey.shape)
-    return np.mean(difference) < np.median(difference)
+    small = transform.rescale(grey, min(1, 64 / max(grey.shape)), anti_aliasing=True)  # the median is cheap at 64 px
+    paper = ndimage.median_filter(small, size=max(3, max(small.shape) // 2), mode="nearest")
+    return np.sum((grey - transform.resize(paper, grey.shape)) ** 3) < 0
 
 
-def _local_level(image, percent):
-    """A smooth map of the image's `percent`-th percentile in tiles: the paper's level under uneven light.
+def _paper(pixels):
+    """The paper's level under bright ink, uneven light and tint included: a low percentile in tiles.
 
-    The tiles hold only the picture's own pixels, so ink that runs along an edge is never taken for
-    paper, as it would be by a filter that extends the edge outwards; beyond the centres of the outer
-    tiles the levels are extrapolated linearly, so a light that fades towards an edge is followed.
+    The tiles hold only the picture's own pixels, so ink that runs along an edge is not taken for
+    paper, as it is by a filter that extends the edge outwards; between the tiles' centres the
+    levels are interpolated.
     """
-    tile = -(-max(image.shape[:2]) // PAPER_TILES)
-    block, pad = ((tile, tile, 1), [(1, 1), (1, 1), (0, 0)]) if image.ndim == 3 else ((tile, tile), 1)
-    levels = measure.block_reduce(image, block, np.nanpercentile, cval=np.nan, func_kwargs={"q": percent})
-    levels = np.pad(levels, pad, mode="reflect", reflect_type="odd")  # a border of tiles, linearly extrapolated
-    levels = transform.resize(levels, (levels.shape[0] * tile, levels.shape[1] * tile, *image.shape[2:]))
-    return levels[tile : tile + image.shape[0], tile : tile + image.shape[1]]
+    height, width = pixels.shape[:2]
+    counts = [math.ceil(side * PAPER_TILES / max(height, width)) for side in (height, width)]  # tiles along a side
+    tile = [math.ceil(side / count) for side, count in zip((height, width), counts, strict=True)]  # even, no sliver
+    levels = measure.block_reduce(
+        pixels, (*tile, 1), np.nanpercentile, cval=np.nan, func_kwargs={"q": PAPER_PERCENTILE}
+    )
+    return transform.resize(levels, pixels.shape, mode="edge")
 
 
 def _find_digit(ink):
@@ -192,24 +191,24 @@ def _find_digit(ink):
         return None
     threshold = filters.threshold_otsu(ink)
     digit = _digit_pieces(ink > threshold)
-    core = np.median(ink[digit])  # the strokes' own ink level
+    core = np.median(ink[digit])  # the strokes' own level
     if core < MIN_CONTRAST:
         return None
     paper = np.median(ink)  # the paper covers most of the picture
-    grain = 1.4826 * np.median(np.abs(ink - paper))  # a robust standard deviation
-    low = min(paper + 3 * grain, threshold / 2)  # a stroke's soft edge fades out here
+    grain = 1.4826 * np.median(np.abs(ink - paper))  # the paper's standard deviation, robustly
+    low = min(paper + 3 * grain, threshold / 2)  # where a stroke's soft edge fades into the paper
     strength = np.clip((ink - low) / (core - low), 0, 1) * morphology.dilation(digit)
     box = measure.regionprops((strength > 0).astype(np.uint8))[0].slice
     return strength[box], digit[box]
 
 
 def _digit_pieces(mask):
-    """The largest piece of ink and the sizeable pieces near it, near each other; specks are dropped."""
+    """The largest piece of ink and the sizeable pieces near it or near each other; specks are dropped."""
     largest = max(measure.regionprops(measure.label(mask, connectivity=2)), key=lambda piece: piece.area)
     sizeable = morphology.remove_small_objects(mask, max_size=MIN_PIECE * largest.area, connectivity=2)
     top, left, bottom, right = largest.bbox
-    near = ndimage.distance_transform_edt(~sizeable) <= JOIN_REACH * max(bottom - top, right - left)
-    groups = measure.label(near)
+    reach = JOIN_GAP / 2 * max(bottom - top, right - left)  # two pieces' reaches meet across a smaller gap
+    groups = measure.label(ndimage.distance_transform_edt(~sizeable) <= reach)
     return sizeable & (groups == groups[tuple(largest.coords[0])])
 
 
@@ -219,8 +218,8 @@ def _thicken(strength, mask):
     reach = (STROKE_RATIO * max(mask.shape) - width) / 2
     if reach < 1:
         return strength
-    pad = round(reach)
-    return morphology.dilation(np.pad(strength, pad), morphology.disk(pad, decomposition="sequence"))
+    radius = round(reach)
+    return morphology.dilation(np.pad(strength, radius), morphology.disk(radius, decomposition="sequence"))
 
 
 def _mnist_frame(digit):

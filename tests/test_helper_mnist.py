@@ -71,9 +71,17 @@ def test_class_frequencies_of_one_array_has_no_legend():
     assert [bar.get_height() for bar in ax.containers[0]] == [0, 0, 0, 2, 0, 0, 0, 1, 0, 0]
 
 
-@pytest.mark.parametrize("bad", [[], {}, {"train": [1, 10]}, [[1, 2]]])
-def test_class_frequencies_rejects_bad_labels(bad):
-    with pytest.raises(ValueError):
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ([], "labels is empty"),
+        ({}, "labels is an empty dict"),
+        ({"train": [1, 10]}, r"labels\['train'\] must lie in 0-9"),
+        ([[1, 2]], "labels must be a scalar or 1-D"),
+    ],
+)
+def test_class_frequencies_rejects_bad_labels(bad, message):
+    with pytest.raises(ValueError, match=message):
         helper_mnist.plot_class_frequencies(bad)
 
 
@@ -93,9 +101,12 @@ def test_sample_grid_shows_at_most_every_image_once(digit_images):
     assert sorted(map(int, titles(fig))) == sorted(labels.tolist())
 
 
-@pytest.mark.parametrize("images, labels", [(np.zeros((3, 28, 28)), [1, 2]), (np.zeros((0, 28, 28)), [])])
-def test_sample_grid_rejects_mismatched_or_empty_input(images, labels):
-    with pytest.raises(ValueError):
+@pytest.mark.parametrize(
+    "images, labels, message",
+    [(np.zeros((3, 28, 28)), [1, 2], "labels has 2 values for 3 images"), (np.zeros((0, 28, 28)), [], "is empty")],
+)
+def test_sample_grid_rejects_mismatched_or_empty_input(images, labels, message):
+    with pytest.raises(ValueError, match=message):
         helper_mnist.plot_sample_grid(images, labels)
 
 
@@ -227,11 +238,16 @@ def test_confusion_matrix_takes_custom_labels():
 
 
 @pytest.mark.parametrize(
-    "matrix, labels",
-    [(np.ones((2, 3)), None), (np.zeros((3, 3)), None), (-np.eye(3), None), (np.eye(3), "ab")],
+    "matrix, labels, message",
+    [
+        (np.ones((2, 3)), None, r"square and non-empty, got shape \(2, 3\)"),
+        (np.zeros((3, 3)), None, "not all zero"),
+        (-np.eye(3), None, "non-negative counts"),
+        (np.eye(3), "ab", "2 labels for a 3x3 matrix"),
+    ],
 )
-def test_confusion_matrix_rejects_bad_input(matrix, labels):
-    with pytest.raises(ValueError):
+def test_confusion_matrix_rejects_bad_input(matrix, labels, message):
+    with pytest.raises(ValueError, match=message):
         helper_mnist.plot_confusion_matrix(matrix, labels=labels)
 
 
@@ -269,9 +285,12 @@ def test_addition_table_boxes_the_wrong_sums_in_red(tmp_path):
     assert is_png(tmp_path / "t.png")
 
 
-@pytest.mark.parametrize("table", [np.zeros((9, 10)), np.full((10, 10), 19)])
-def test_addition_table_rejects_bad_tables(table):
-    with pytest.raises(ValueError):
+@pytest.mark.parametrize(
+    "table, message",
+    [(np.zeros((9, 10)), r"10x10 \(digit x addend\), got shape \(9, 10\)"), (np.full((10, 10), 19), "0-18")],
+)
+def test_addition_table_rejects_bad_tables(table, message):
+    with pytest.raises(ValueError, match=message):
         helper_mnist.plot_addition_table(table)
 
 
@@ -288,20 +307,19 @@ def outside_prediction(digit, addend, digit_probability=0.9, sum_probability=0.8
     }
 
 
-def test_outside_images_show_original_input_and_probabilities(digit_images, tmp_path):
+def test_outside_images_show_each_original_beside_its_input_and_mark_wrong_digits(digit_images, tmp_path):
     images, _ = digit_images
     originals = [Image.fromarray(255 - images[0]).resize((90, 60)), np.stack([images[1]] * 3, axis=-1)]
     predictions = [outside_prediction(7, 3, 0.98, 0.95), outside_prediction(2, 9, 0.6, 0.51)]
     fig = helper_mnist.plot_outside_images(
-        originals, images[:2], predictions, names=["seven.png", "two.jpg"], path=tmp_path / "o.png"
+        originals, images[:2], predictions, names=["seven.png", "two.jpg"], true_digits=[7, 3], path=tmp_path / "o.png"
     )
-    assert len(fig.axes) == 6
-    assert titles(fig)[::3] == ["seven.png", "two.jpg"]
+    assert len(fig.axes) == 4  # one row: original, input, original, input
+    assert titles(fig) == ["seven.png", "7 (98%) + 3 = 10 (95%)", "two.jpg", "2 (60%) + 9 = 11 (51%)"]
     assert fig.axes[0].images[0].get_array().shape == (60, 90)
-    bars = fig.axes[2].containers[0]
-    assert [bar.get_width() for bar in bars] == [0.98, 0.95]
-    assert [label.get_text() for label in fig.axes[5].get_yticklabels()] == ["digit 2", "addend 9 -> sum 11"]
-    assert [text.get_text() for text in fig.axes[5].texts] == ["60.0%", "51.0%"]
+    np.testing.assert_array_equal(fig.axes[1].images[0].get_array(), images[0])
+    colours = [ax.title.get_color() for ax in fig.axes[1::2]]
+    assert colours == ["black", "red"]  # the 3 read as 2 is wrong
     assert is_png(tmp_path / "o.png")
 
 
