@@ -265,8 +265,8 @@ def markdown_report(report):
     """The report as Markdown: machine, settings, models and the side-by-side table."""
     machine, settings, models = report["machine"], report["settings"], report["models"]
 
-    def shown(value, form):
-        return "not reached" if value is None else form.format(value)
+    def shown(value, form, missing="not reached"):
+        return missing if value is None else form.format(value)
 
     lines = [
         "# Benchmark: this project's network against the original architecture",
@@ -292,7 +292,7 @@ def markdown_report(report):
         "|---|--:|--:|--:|---|",
         *(
             f"| {label} | {shown(models['project'][key], form)} | {shown(models['original'][key], form)} "
-            f"| {shown(report['ratios'][key], '{:.2f}')} | {better} |"
+            f"| {shown(report['ratios'][key], '{:.2f}', 'n/a')} | {better} |"
             for key, label, form, better in METRICS
         ),
         "",
