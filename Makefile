@@ -36,3 +36,12 @@ notebook: $(BIN)/activate  ## execute the notebook in place, outputs included
 
 clean:
 	rm -rf checkpoints runs .pytest_cache .ruff_cache .hypothesis
+
+# Mutation testing ([tool.mutmut] in pyproject.toml): mutmut copies the project into mutants/, plants one
+# small bug at a time in data_creation.py and evaluate_func.py and reruns the unit tests that reach it;
+# a bug no test notices survives. Each run starts afresh. Slow, so not part of `make test`.
+.PHONY: mutants
+mutants: $(BIN)/activate  ## mutation score of the unit tests of data_creation.py and evaluate_func.py
+	rm -rf mutants
+	$(BIN)/mutmut run
+	$(BIN)/mutmut results

@@ -31,7 +31,7 @@ def load_mnist(path=None):
     The source is `path`, else the `MNIST_NPZ` environment variable, else
     Keras' own download (`keras.datasets.mnist.load_data()`).
     """
-    path = path or os.environ.get("MNIST_NPZ")
+    path = os.fspath(path) if path else os.environ.get("MNIST_NPZ")
     if path is None:
         (x_train, y_train), (x_test, y_test) = _download_mnist()
         source = "keras.datasets.mnist"
@@ -158,8 +158,10 @@ def draw_addends(count, rng):
 def evaluation_addends(count, seed, split):
     """The fixed addends of the "validation" or "test" images of a run with `seed`: the same on every call,
     so train.py, bench.py and the notebook score the same (image, addend) pairs."""
-    offset = {"validation": 1, "test": 2}[split]
-    return draw_addends(count, np.random.default_rng(seed + offset))
+    offsets = {"validation": 1, "test": 2}
+    if split not in offsets:
+        raise ValueError(f"split must be 'validation' or 'test', got {split!r}")
+    return draw_addends(count, np.random.default_rng(seed + offsets[split]))
 
 
 def as_mnist_batch(images, name="images"):

@@ -4,16 +4,18 @@
     predict_digit_and_sum(model, image, 7)          # one (28, 28) image, addend 7
     evaluate_model(model, x_test, y_test, addends)  # accuracies, reports, mistakes
 
-Images are MNIST-like pixels (0-255, white on black); `preprocess_image` turns
-photos and scans of a handwritten digit into that.
+Images are MNIST-like pixels (0-255, white on black); `image_preprocessing.preprocess_image`
+turns photos and scans of a handwritten digit into that.
 """
 
+import contextlib
 import hashlib
 import json
 import os
 import tempfile
 import weakref
 import zipfile
+import zlib
 
 import keras
 import numpy as np
@@ -36,27 +38,23 @@ def load_saved_model(path="model.zip"):
     The archive is treated as untrusted: only `model.keras` and `metadata.json`
     are read, members with absolute paths, `..` or links and absurd sizes are
     refused, the model is unpacked into a private temporary directory, and its
-    SHA-256 must match the one `train.py` recorded in the metadata.
+    SHA-256 must match the one `train.py` recorded in the metadata. Whatever is
+    wrong with the file, the error is a ValueError (FileNotFoundError when it is
+    missing) that names it.
     """
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"model file {path!r} does not exist")
-    if os.path.isdir(path):
-        raise ValueError(f"model file {path!r} is a directory")
+    path = _model_file(path)
     if path.endswith(".keras"):
         return _load_keras_file(path, path)
     if not zipfile.is_zipfile(path):
         raise ValueError(f"model file {path!r} is neither a model.zip archive nor a .keras file")
-    try:
+    with _damage_reported(path):
         return _load_archive(path)
-    except zipfile.BadZipFile as error:
-        raise ValueError(f"model archive {path!r} is corrupt: {error}") from None
 
 
 def _load_archive(path):
     with zipfile.ZipFile(path) as archive, tempfile.TemporaryDirectory() as private_dir:
         _check_archive(archive, path)
-        metadata = json.loads(archive.read(METADATA_MEMBER))
+        metadata = _read_metadata_member(archive, path)
         keras_path = os.path.join(private_dir, MODEL_MEMBER)
         with archive.open(MODEL_MEMBER) as source, open(keras_path, "wb") as target:
             target.write(source.read())
@@ -71,10 +69,43 @@ def _load_archive(path):
 
 
 def read_metadata(path="model.zip"):
-    """The training metadata (`metadata.json`) stored in model.zip, as a dict."""
-    with zipfile.ZipFile(path) as archive:
-        _check_archive(archive, os.fspath(path))
-        return json.loads(archive.read(METADATA_MEMBER))
+    """The training metadata (`metadata.json`) stored in model.zip, as a dict; checked like `load_saved_model`."""
+    path = _model_file(path)
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"model file {path!r} is not a model.zip archive")
+    with _damage_reported(path), zipfile.ZipFile(path) as archive:
+        _check_archive(archive, path)
+        return _read_metadata_member(archive, path)
+
+
+def _model_file(path):
+    """`path` as a string, after checking that it is an existing file."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"model file {path!r} does not exist")
+    if os.path.isdir(path):
+        raise ValueError(f"model file {path!r} is a directory")
+    return path
+
+
+@contextlib.contextmanager
+def _damage_reported(path):
+    """Turn what zipfile and zlib raise for damaged bytes (a bad CRC, data that no longer inflates) into a
+    ValueError that names the archive."""
+    try:
+        yield
+    except (zipfile.BadZipFile, zlib.error) as error:
+        raise ValueError(f"model archive {path!r} is corrupt: {error}") from None
+
+
+def _read_metadata_member(archive, path):
+    try:
+        metadata = json.loads(archive.read(METADATA_MEMBER))
+    except ValueError as error:  # not UTF-8, or not JSON
+        raise ValueError(f"model archive {path!r}: metadata.json is not JSON: {error}") from None
+    if not isinstance(metadata, dict):
+        raise ValueError(f"model archive {path!r}: metadata.json holds a {type(metadata).__name__}, not an object")
+    return metadata
 
 
 def _check_archive(archive, path):
@@ -102,7 +133,7 @@ def _load_keras_file(keras_path, shown_path):
         return keras.saving.load_model(keras_path, safe_mode=True, compile=False)
     except ValueError as error:
         raise ValueError(f"model file {shown_path!r} could not be loaded safely: {error}") from None
-    except (OSError, zipfile.BadZipFile, KeyError) as error:
+    except (OSError, zipfile.BadZipFile, zlib.error, KeyError) as error:
         raise ValueError(f"model file {shown_path!r} is not a readable Keras model: {error}") from None
 
 
@@ -119,7 +150,8 @@ _compiled_calls = weakref.WeakKeyDictionary()
 
 
 def _compiled_call(model):
-    """A traced inference call per model: ~1 ms per small batch against tens of ms for model.predict."""
+    """A traced inference call per model, made once: for a few images, `model.predict` spends far longer
+    setting up its data pipeline on every call than the network spends computing."""
     call = _compiled_calls.get(model)
     if call is None:
         import tensorflow as tf  # the TensorFlow backend's graph compiler
@@ -179,12 +211,10 @@ def evaluate_model(model, images, digits, addends):
     `sum_report` (scikit-learn classification reports, text), `misclassified`
     (indices where the digit or the sum is wrong) and `predictions`.
     """
-    digits = np.atleast_1d(as_class_indices(digits, "digits", NUM_DIGITS))
+    images, digits = _labelled_images(images, digits)
     addends = np.atleast_1d(as_class_indices(addends, "addends", NUM_DIGITS))
     true_sums = sum_labels(digits, addends)
     predictions = predict_digit_and_sum(model, images, addends)
-    if len(predictions["digit"]) != len(digits):
-        raise ValueError(f"images ({len(predictions['digit'])}) and digits ({len(digits)}) differ in length")
     digit_hit = predictions["digit"] == digits
     sum_hit = predictions["sum"] == true_sums
     return {
@@ -206,6 +236,15 @@ def evaluate_model(model, images, digits, addends):
     }
 
 
+def _labelled_images(images, digits):
+    """Validated images (N, 28, 28, 1) and their digits (N,): one digit per image."""
+    images = as_mnist_batch(images)
+    digits = np.atleast_1d(as_class_indices(digits, "digits", NUM_DIGITS))
+    if len(images) != len(digits):
+        raise ValueError(f"images ({len(images)}) and digits ({len(digits)}) differ in length")
+    return images, digits
+
+
 def _cross_entropy(probabilities, labels):
     targets = keras.ops.one_hot(labels, probabilities.shape[1])
     return float(keras.ops.mean(keras.losses.categorical_crossentropy(targets, probabilities)))
@@ -214,11 +253,14 @@ def _cross_entropy(probabilities, labels):
 def addition_table(model, images, digits, addends=range(NUM_DIGITS)):
     """10x10 table of predicted sums: row = digit, column = addend, for one image of each digit.
 
-    Uses the first image of each digit in `images`.
+    Uses the first image of each digit in `images`, so every digit 0-9 must occur in `digits`.
     """
-    digits = np.atleast_1d(as_class_indices(digits, "digits", NUM_DIGITS))
+    images, digits = _labelled_images(images, digits)
+    missing = sorted(set(range(NUM_DIGITS)) - set(digits.tolist()))
+    if missing:
+        raise ValueError(f"the addition table needs an image of every digit 0-9; digits has none of {missing}")
     firsts = [int(np.flatnonzero(digits == d)[0]) for d in range(NUM_DIGITS)]
     addends = list(addends)
-    batch = np.repeat(np.asarray(images)[firsts], len(addends), axis=0)
+    batch = np.repeat(images[firsts], len(addends), axis=0)
     predicted = predict_digit_and_sum(model, batch, np.tile(addends, NUM_DIGITS))["sum"]
     return predicted.reshape(NUM_DIGITS, len(addends))

@@ -1,4 +1,5 @@
-"""Shared fixtures: the real MNIST (skipped without it), no network, small image sets and one untrained model."""
+"""Shared fixtures: the real MNIST (skipped without it), no network, small image sets and one untrained model;
+Hypothesis' settings for CI."""
 
 import os
 import re
@@ -7,10 +8,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import settings
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # no C++ start-up chatter from subprocesses
+
+# Locally Hypothesis draws new inputs every run and remembers failing ones in .hypothesis/ (not in git).
+# In CI (which sets $CI) every run draws the same inputs, so a red build can be rerun and reproduced.
+settings.register_profile("ci", derandomize=True, database=None)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 
 TENSORFLOW_LOG_LINE = re.compile(r"^(WARNING: All log messages before absl|[IWE]\d{4} \d\d:\d\d:\d\d)")

@@ -1,6 +1,7 @@
 """predict.py on the command line, and the trained model on the outside images in sample_images/."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -49,29 +50,72 @@ def error_lines(stderr):
 # --------------------------------------------------------------------------- output
 
 
-def test_json_output(model_file, capsys):
+def predicted_rows(model_file, files, addends):
+    """What the network answers for `files` with `addends`, computed here without predict.py."""
+    from evaluate_func import load_saved_model, predict_digit_and_sum
+    from image_preprocessing import preprocess_image
+
+    images = np.stack([preprocess_image(file) for file in files])
+    predicted = predict_digit_and_sum(load_saved_model(model_file), images, addends)
+    digits, sums = predicted["digit"], predicted["sum"]
+    return [
+        {
+            "file": file,
+            "digit": int(digits[i]),
+            "digit_probability": float(predicted["digit_probability"][i, digits[i]]),
+            "addend": int(addends[i]),
+            "sum": int(sums[i]),
+            "sum_probability": float(predicted["sum_probability"][i, sums[i]]),
+        }
+        for i, file in enumerate(files)
+    ]
+
+
+def test_json_output_is_the_networks_answer_for_each_image(model_file, capsys):
     assert main([RED_THREE, PLAIN_SEVEN, "--addend", "4", "--model", model_file, "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert [row["file"] for row in rows] == [RED_THREE, PLAIN_SEVEN]
-    for row in rows:
-        assert set(row) == JSON_KEYS and row["addend"] == 4
-        assert 0 <= row["digit"] <= 9 and 0 <= row["sum"] <= 18
-        assert 0 <= row["digit_probability"] <= 1 and 0 <= row["sum_probability"] <= 1
+    expected = predicted_rows(model_file, [RED_THREE, PLAIN_SEVEN], [4, 4])
+    assert len(rows) == len(expected) and all(set(row) == JSON_KEYS for row in rows)
+    for row, answer in zip(rows, expected, strict=True):
+        assert row == pytest.approx(answer, abs=1e-6)
 
 
-def test_table_with_random_addends(model_file, capsys):
-    assert main([RED_THREE, PLAIN_SEVEN, "--model", model_file]) == 0
+def test_table_rows_answer_each_image_with_its_own_random_addend(model_file, capsys):
+    files = [RED_THREE, PLAIN_SEVEN] * 6
+    assert main([*files, "--model", model_file]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split() == ["file", "digit", "p(digit)", "addend", "sum", "p(sum)"]
-    assert len(lines) == 3 and len({len(line) for line in lines}) == 1  # one row per image, aligned
-    assert all(0 <= int(line.split()[3]) <= 9 for line in lines[1:])
+    assert len(lines) == 13 and len({len(line) for line in lines}) == 1  # one row per image, aligned
+    table = [line.split() for line in lines[1:]]
+    addends = [int(row[3]) for row in table]
+    assert len(set(addends)) > 1  # drawn per image: twelve equal draws would be a one-in-10^11 chance
+    for row, answer in zip(table, predicted_rows(model_file, files, addends), strict=True):
+        file, digit, digit_probability, addend, total, sum_probability = row
+        assert (file, int(digit), int(addend), int(total)) == (
+            answer["file"],
+            answer["digit"],
+            answer["addend"],
+            answer["sum"],
+        )
+        assert float(digit_probability) == pytest.approx(answer["digit_probability"], abs=5e-4)  # 3 decimals
+        assert float(sum_probability) == pytest.approx(answer["sum_probability"], abs=5e-4)
 
 
-def test_show_saves_a_figure(model_file, tmp_path, capsys):
+def test_show_saves_a_figure_and_says_where(model_file, tmp_path, capsys):
     figure = tmp_path / "figure.png"
     assert main([RED_THREE, "--addend", "1", "--model", model_file, "--show", "--figure", str(figure)]) == 0
     assert figure.read_bytes().startswith(b"\x89PNG")
-    assert str(figure) in capsys.readouterr().out
+    assert capsys.readouterr().out.splitlines()[-1] == f"figure saved to {figure}"
+
+
+def test_json_stays_valid_json_with_show(model_file, tmp_path, capsys):
+    """The note about the figure goes to stderr, so `predict.py ... --json --show > out.json` is JSON."""
+    figure = tmp_path / "figure.png"
+    assert main([RED_THREE, "--addend", "1", "--model", model_file, "--json", "--show", "--figure", str(figure)]) == 0
+    captured = capsys.readouterr()
+    assert [row["file"] for row in json.loads(captured.out)] == [RED_THREE]
+    assert captured.err.strip() == f"figure saved to {figure}"
+    assert figure.read_bytes().startswith(b"\x89PNG")
 
 
 # --------------------------------------------------------------------------- bad input
@@ -89,6 +133,24 @@ def test_bad_images_are_reported_and_the_good_ones_answered(model_file, tmp_path
     assert len(errors) == 4
     for error, name in zip(errors, ["missing.png", "notes.png", "blank.png", tmp_path.name], strict=True):
         assert name in error
+
+
+def test_when_every_image_is_bad_there_is_one_error_each_and_no_table(model_file, tmp_path, capsys):
+    text, blank = tmp_path / "notes.png", tmp_path / "blank.png"
+    text.write_text("not an image")
+    Image.new("L", (64, 64), 255).save(blank)
+    figure = tmp_path / "figure.png"
+    images = [str(tmp_path / "missing.png"), str(text), str(blank)]
+    assert main([*images, "--model", model_file, "--show", "--figure", str(figure)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    errors = error_lines(captured.err)
+    assert len(errors) == len(captured.err.splitlines()) == 3
+    for error, name in zip(errors, ["missing.png", "notes.png", "blank.png"], strict=True):
+        assert name in error
+    assert not figure.exists()
+    assert main([*images, "--model", model_file, "--json"]) == 2
+    assert json.loads(capsys.readouterr().out) == []  # --json still prints JSON: an empty list
 
 
 @pytest.mark.parametrize("value", ["12", "-1", "3.5", "seven"])
@@ -119,10 +181,23 @@ def test_the_command_fails_in_one_line_without_a_traceback(model_file):
     assert "3_pen_red.jpg" in mixed.stdout
 
 
-def test_argument_errors_do_not_load_tensorflow():
-    check = "import sys, predict; predict.main(['x.png', '--addend', 'x']); print('keras' in sys.modules)"
-    finished = subprocess.run([sys.executable, "-c", check], cwd=ROOT, capture_output=True, text=True, timeout=60)
-    assert finished.stdout.strip() == "False"
+def test_a_mistyped_command_is_answered_without_waiting_for_tensorflow(tmp_path):
+    """Loading TensorFlow takes seconds; predict.py checks its arguments first, so --help and a typo are
+    answered at once. Here a stand-in `tensorflow` module that refuses to load proves it is never imported."""
+    (tmp_path / "tensorflow.py").write_text("raise ImportError('TensorFlow was imported')\n")
+    environment = {**os.environ, "PYTHONPATH": str(tmp_path)}
+
+    def run(*args):
+        command = [sys.executable, "predict.py", *args]
+        return subprocess.run(command, cwd=ROOT, env=environment, capture_output=True, text=True, timeout=60)
+
+    usage = run("--help")
+    assert usage.returncode == 0 and usage.stdout.startswith("usage: predict.py")
+    typo = run(RED_THREE, "--addend", "x")
+    assert typo.returncode == 2 and error_lines(typo.stderr) == [
+        "predict.py: error: argument --addend: must be an integer 0-9, got 'x' (see predict.py --help)"
+    ]
+    assert "TensorFlow was imported" in run(RED_THREE, "--addend", "1").stderr  # a real run does need it
 
 
 # --------------------------------------------------------------------------- sample images
