@@ -66,3 +66,14 @@ def untrained_model():
     from network_architecture import build_model
 
     return build_model()
+
+
+@pytest.fixture(scope="session")
+def trained_model():
+    """The committed model.zip, loaded once; skips the test when it is not there."""
+    path = ROOT / "model.zip"
+    if not path.exists():
+        pytest.skip("model.zip is absent: run `make train`")
+    from evaluate_func import load_saved_model
+
+    return load_saved_model(path)

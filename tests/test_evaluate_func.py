@@ -13,7 +13,6 @@ from evaluate_func import (
     PREDICT_BATCH,
     addition_table,
     evaluate_model,
-    load_saved_model,
     predict_digit_and_sum,
     read_metadata,
 )
@@ -49,13 +48,6 @@ def scripted_images(seen, slips=None):
     images[:, 0, 0] = 20 * np.asarray(seen)
     images[:, 0, 1] = 0 if slips is None else slips
     return images
-
-
-@pytest.fixture(scope="module")
-def trained_model():
-    if not COMMITTED_MODEL.exists():
-        pytest.skip("model.zip is not there yet: run `make train`")
-    return load_saved_model(COMMITTED_MODEL)
 
 
 # --------------------------------------------------------------------------- prediction

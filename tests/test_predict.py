@@ -28,16 +28,6 @@ def model_file(tmp_path_factory, untrained_model):
     return str(path)
 
 
-@pytest.fixture(scope="session")
-def trained_model():
-    path = ROOT / "model.zip"
-    if not path.exists():
-        pytest.skip("model.zip is absent: run `make train` to score the sample images")
-    from evaluate_func import load_saved_model
-
-    return load_saved_model(path)
-
-
 def run_script(*args):
     """Run predict.py as a command; returns the finished process, output captured."""
     return subprocess.run([sys.executable, "predict.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=300)

@@ -8,7 +8,7 @@ from PIL import Image, ImageDraw
 from scipy import ndimage
 from skimage import filters, measure, morphology
 
-from evaluate_func import load_saved_model, predict_digit_and_sum
+from evaluate_func import predict_digit_and_sum
 from image_preprocessing import preprocess_image, read_image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,14 +53,6 @@ def ink_box(image, level=0):
 @pytest.fixture(scope="module")
 def seven():
     return preprocess_image(draw_seven())
-
-
-@pytest.fixture(scope="module")
-def trained_model():
-    path = ROOT / "model.zip"
-    if not path.exists():
-        pytest.skip("model.zip is absent: run `make train` to read digits with the trained model")
-    return load_saved_model(path)
 
 
 def read_digits(model, images):
