@@ -271,6 +271,8 @@ class MnistSumDataset(keras.utils.PyDataset):
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         if augment_epochs is not None and (not isinstance(augment_epochs, int) or augment_epochs < 0):
             raise ValueError(f"augment_epochs must be None or an integer >= 0, got {augment_epochs!r}")
+        if augmentation is not None and set(augmentation) != {"max_rotation", "max_shift", "zoom_range"}:
+            raise ValueError(f"augmentation needs max_rotation, max_shift and zoom_range, got {sorted(augmentation)}")
         self.images = images
         self.digits = np.atleast_1d(as_class_indices(digits, "digits", NUM_DIGITS))
         if len(self.digits) != len(images):

@@ -476,6 +476,7 @@ def test_augmentation_stops_after_augment_epochs(digit_images):
         ({"batch_size": 8.0}, "batch_size must be a positive integer, got 8.0"),
         ({"augment_epochs": -1}, "augment_epochs must be None or an integer >= 0, got -1"),
         ({"augment_epochs": 1.5}, "augment_epochs must be None or an integer >= 0, got 1.5"),
+        ({"augmentation": {"max_rotation": 10.0}}, r"augmentation needs .* got \['max_rotation'\]"),
     ],
 )
 def test_dataset_rejects_bad_arguments(digit_images, change, message):
