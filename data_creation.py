@@ -1,7 +1,7 @@
 """MNIST data for the two-input / two-output network.
 
 Loading and checking MNIST, one-hot addends, 0-18 sum labels, a stratified
-train/validation split, batched image augmentation and the Keras data set
+train/validation split, image augmentation and the Keras data set
 (`MnistSumDataset`) that feeds the model:
 
     inputs  {"image": (B, 28, 28, 1) uint8 pixels, "addend": (B, 10) one-hot}
@@ -26,32 +26,26 @@ MNIST_KEYS = ("x_train", "y_train", "x_test", "y_test")
 
 
 def load_mnist(path=None):
-    """Return `(x_train, y_train), (x_test, y_test)` as uint8 arrays.
+    """Return `(x_train, y_train), (x_test, y_test)` as uint8 arrays, checked.
 
     The source is `path`, else the `MNIST_NPZ` environment variable, else
     Keras' own download (`keras.datasets.mnist.load_data()`).
     """
     path = os.fspath(path) if path else os.environ.get("MNIST_NPZ")
-    if path is None:
-        (x_train, y_train), (x_test, y_test) = _download_mnist()
-        source = "keras.datasets.mnist"
-    else:
+    if path:
         x_train, y_train, x_test, y_test = _read_npz(path)
-        source = os.fspath(path)
-    _check_split(x_train, y_train, "train", source)
-    _check_split(x_test, y_test, "test", source)
+    else:
+        path = "keras.datasets.mnist"
+        try:
+            (x_train, y_train), (x_test, y_test) = keras.datasets.mnist.load_data()
+        except Exception as error:  # Keras raises a bare Exception for a failed fetch
+            raise FileNotFoundError(
+                f"MNIST could not be downloaded ({error}); pass the path of an mnist.npz "
+                "(train.py --data PATH) or set the MNIST_NPZ environment variable"
+            ) from None
+    _check_split(x_train, y_train, f"MNIST train split in {path}")
+    _check_split(x_test, y_test, f"MNIST test split in {path}")
     return (x_train, y_train), (x_test, y_test)
-
-
-def _download_mnist():
-    """Keras' cached download; without a network it fails with a message that says what to do instead."""
-    try:
-        return keras.datasets.mnist.load_data()
-    except Exception as error:  # Keras raises a bare Exception for a failed fetch
-        raise FileNotFoundError(
-            f"MNIST could not be downloaded ({error}); pass the path of an mnist.npz "
-            "(train.py --data PATH) or set the MNIST_NPZ environment variable"
-        ) from None
 
 
 def _read_npz(path):
@@ -72,8 +66,7 @@ def _read_npz(path):
     return tuple(arrays[key] for key in MNIST_KEYS)
 
 
-def _check_split(images, labels, split, source):
-    where = f"MNIST {split} split in {source}"
+def _check_split(images, labels, where):
     if images.ndim != 3 or images.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE):
         raise ValueError(f"{where}: images have shape {images.shape}, expected (N, 28, 28)")
     if images.dtype != np.uint8:
@@ -86,95 +79,44 @@ def _check_split(images, labels, split, source):
         raise ValueError(f"{where}: labels range {labels.min()}..{labels.max()}, expected 0..9")
 
 
-# --------------------------------------------------------------------------- labels
+# --------------------------------------------------------------------------- checking inputs and labels
 
 
-def as_class_indices(values, name, num_classes):
-    """Validate integer class indices in 0..num_classes-1 and return them as an int64 array.
-
-    Accepts a scalar or a 1-D sequence; raises ValueError naming `name` for
-    anything else (non-integers, NaN, out of range, wrong shape, empty).
-    """
-    if values is None:
-        raise ValueError(f"{name} is None; expected integers 0-{num_classes - 1}")
+def numeric_array(values, name, what):
+    """`values` as a NumPy array of integers or floats; a ValueError naming `name` and `what` it must hold."""
     try:
         array = np.asarray(values)
     except (ValueError, TypeError) as error:
-        raise ValueError(f"{name} is not an array of integers: {error}") from None
+        raise ValueError(f"{name} is not an array of {what}: {error}") from None
+    if array.dtype == bool or not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
+        raise ValueError(f"{name} must hold {what}, got dtype {array.dtype}")
+    return array
+
+
+def as_class_indices(values, name, num_classes):
+    """Check class indices 0..num_classes-1 (a scalar or 1-D; integral floats pass) and return them as int64."""
+    if values is None:
+        raise ValueError(f"{name} is None; expected integers 0-{num_classes - 1}")
+    array = numeric_array(values, name, "integers")
     if array.ndim > 1:
         raise ValueError(f"{name} must be a scalar or 1-D, got shape {array.shape}")
     if array.size == 0:
         raise ValueError(f"{name} is empty")
-    if array.dtype == bool or not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
-        raise ValueError(f"{name} must hold integers, got dtype {array.dtype}")
-    if np.issubdtype(array.dtype, np.floating):
-        if not np.all(np.isfinite(array)):
-            raise ValueError(f"{name} contains NaN or infinite values")
-        if not np.all(array == np.round(array)):
-            raise ValueError(f"{name} contains non-integer values such as {array[array != np.round(array)].flat[0]}")
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"{name} contains NaN or infinite values")
+    if not np.all(array == np.round(array)):
+        raise ValueError(f"{name} contains non-integer values such as {array[array != np.round(array)].flat[0]}")
     if array.min() < 0 or array.max() >= num_classes:
         raise ValueError(f"{name} must lie in 0-{num_classes - 1}, got values from {array.min():g} to {array.max():g}")
     return array.astype(np.int64)
 
 
-def one_hot(indices, name, num_classes):
-    """One-hot encode validated class indices as a float32 (N, num_classes) array."""
-    indices = np.atleast_1d(as_class_indices(indices, name, num_classes))
-    return np.eye(num_classes, dtype=np.float32)[indices]
-
-
-def decode_one_hot(encoded, name="encoded"):
-    """Invert a one-hot (or probability) matrix back to class indices (arg-max per row)."""
-    encoded = np.asarray(encoded)
-    if encoded.ndim != 2 or encoded.shape[1] == 0 or encoded.shape[0] == 0:
-        raise ValueError(f"{name} must be a non-empty (N, classes) matrix, got shape {encoded.shape}")
-    return np.argmax(encoded, axis=1)
-
-
-def encode_addends(addends):
-    """One-hot encode addends 0-9: 7 -> [0,0,0,0,0,0,0,1,0,0], shape (N, 10) float32."""
-    return one_hot(addends, "addends", NUM_DIGITS)
-
-
-def sum_labels(digits, addends):
-    """The 0-18 sum label of each (digit, addend) pair."""
-    digits = np.atleast_1d(as_class_indices(digits, "digits", NUM_DIGITS))
-    addends = np.atleast_1d(as_class_indices(addends, "addends", NUM_DIGITS))
-    if digits.shape != addends.shape:
-        raise ValueError(f"digits ({len(digits)}) and addends ({len(addends)}) differ in length")
-    return digits + addends
-
-
-def encode_sums(sums):
-    """One-hot encode sums 0-18: 13 -> index 13 set, shape (N, 19) float32."""
-    return one_hot(sums, "sums", NUM_SUMS)
-
-
-def draw_addends(count, rng):
-    """`count` random addends 0-9 from a NumPy Generator."""
-    return rng.integers(0, NUM_DIGITS, size=count)
-
-
-def evaluation_addends(count, seed, split):
-    """The fixed addends of the "validation" or "test" images of a run with `seed`: the same on every call,
-    so train.py, bench.py and the notebook score the same (image, addend) pairs."""
-    offsets = {"validation": 1, "test": 2}
-    if split not in offsets:
-        raise ValueError(f"split must be 'validation' or 'test', got {split!r}")
-    return draw_addends(count, np.random.default_rng(seed + offsets[split]))
-
-
 def as_mnist_batch(images, name="images"):
-    """Check MNIST-convention pixels (0-255, white on black) and return float32 (N, 28, 28, 1).
+    """Check MNIST pixels (0-255, white on black) and return float32 (N, 28, 28, 1).
 
     Accepts one image (28, 28) / (28, 28, 1) or a batch (N, 28, 28) / (N, 28, 28, 1).
     """
-    try:
-        array = np.asarray(images)
-    except (ValueError, TypeError) as error:
-        raise ValueError(f"{name} is not a numeric array: {error}") from None
-    if array.dtype == bool or not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
-        raise ValueError(f"{name} must hold numbers 0-255, got dtype {array.dtype}")
+    array = numeric_array(images, name, "numbers 0-255")
     if array.shape[-1:] == (1,) and array.ndim in (3, 4):
         array = array[..., 0]
     if array.ndim == 2:
@@ -190,7 +132,51 @@ def as_mnist_batch(images, name="images"):
     return array.astype(np.float32)[..., None]  # checked before the cast, which would turn 1e300 into inf
 
 
-# --------------------------------------------------------------------------- split
+def one_hot(indices, name, num_classes):
+    """One-hot encode checked class indices as a float32 (N, num_classes) array."""
+    indices = np.atleast_1d(as_class_indices(indices, name, num_classes))
+    return np.eye(num_classes, dtype=np.float32)[indices]
+
+
+def encode_addends(addends):
+    """One-hot encode addends 0-9: 7 -> [0,0,0,0,0,0,0,1,0,0], shape (N, 10) float32."""
+    return one_hot(addends, "addends", NUM_DIGITS)
+
+
+def encode_sums(sums):
+    """One-hot encode sums 0-18: 13 -> index 13 set, shape (N, 19) float32."""
+    return one_hot(sums, "sums", NUM_SUMS)
+
+
+def decode_one_hot(encoded, name="encoded"):
+    """Class indices of a one-hot (or probability) matrix: the arg-max of each row."""
+    encoded = np.asarray(encoded)
+    if encoded.ndim != 2 or encoded.shape[1] == 0 or encoded.shape[0] == 0:
+        raise ValueError(f"{name} must be a non-empty (N, classes) matrix, got shape {encoded.shape}")
+    return np.argmax(encoded, axis=1)
+
+
+def sum_labels(digits, addends):
+    """The 0-18 sum label of each (digit, addend) pair."""
+    digits = np.atleast_1d(as_class_indices(digits, "digits", NUM_DIGITS))
+    addends = np.atleast_1d(as_class_indices(addends, "addends", NUM_DIGITS))
+    if digits.shape != addends.shape:
+        raise ValueError(f"digits ({len(digits)}) and addends ({len(addends)}) differ in length")
+    return digits + addends
+
+
+def draw_addends(count, rng):
+    """`count` random addends 0-9 from a NumPy Generator."""
+    return rng.integers(0, NUM_DIGITS, size=count)
+
+
+def evaluation_addends(count, seed, split):
+    """The fixed addends of a run's "validation" or "test" images, so that train.py, bench.py and the
+    notebook score the same (image, addend) pairs."""
+    offsets = {"validation": 1, "test": 2}
+    if split not in offsets:
+        raise ValueError(f"split must be 'validation' or 'test', got {split!r}")
+    return draw_addends(count, np.random.default_rng(seed + offsets[split]))
 
 
 def train_validation_split(images, digits, validation_size, seed):
@@ -205,11 +191,10 @@ def train_validation_split(images, digits, validation_size, seed):
 
 
 def augment_images(images, rng, max_rotation, max_shift, zoom_range):
-    """Randomly rotate (degrees), shift (pixels) and zoom a batch of (B, 28, 28) images.
+    """Rotate (degrees), shift (pixels) and zoom each of a batch of (B, 28, 28) uint8 images at random.
 
-    One affine transform per image, applied with bilinear interpolation and a
-    black border; never flips (a flipped 2 or 5 is not the same digit).
-    Returns uint8 images of the same shape.
+    One affine transform per image, bilinear, with a black border; never a flip
+    (a flipped 2 or 5 is not the same digit).
     """
     count, height, width = images.shape
     angle = np.deg2rad(rng.uniform(-max_rotation, max_rotation, count))
@@ -224,15 +209,9 @@ def augment_images(images, rng, max_rotation, max_shift, zoom_range):
     out_c = cols - center_c - shift[:, 1, None, None].astype(np.float32)
     src_r = cos * out_r - sin * out_c + center_r
     src_c = sin * out_r + cos * out_c + center_c
-    return _bilinear_sample(images, src_r, src_c)
-
-
-def _bilinear_sample(images, src_r, src_c):
-    """Read `images` at fractional (row, col) positions; outside the image is black."""
-    count, height, width = images.shape
+    # Bilinear reads at (src_r, src_c), in coordinates of the images padded with a black border.
     padded = np.pad(images.astype(np.float32), ((0, 0), (1, 1), (1, 1))).ravel()
-    src_r = np.clip(src_r + 1, 0, height)  # into padded coordinates, inside the black border
-    src_c = np.clip(src_c + 1, 0, width)
+    src_r, src_c = np.clip(src_r + 1, 0, height), np.clip(src_c + 1, 0, width)
     r0, c0 = np.floor(src_r), np.floor(src_c)
     wr, wc = src_r - r0, src_c - c0
     stride = width + 2
@@ -243,19 +222,18 @@ def _bilinear_sample(images, src_r, src_c):
     return np.rint(top * (1 - wr) + bottom * wr).astype(np.uint8)
 
 
-# --------------------------------------------------------------------------- Keras data set
+# --------------------------------------------------------------------------- the Keras data set
 
 
 class MnistSumDataset(keras.utils.PyDataset):
-    """Batches of ({"image", "addend"}, {"digit", "sum"}) for `model.fit` / `evaluate`.
+    """Batches of ({"image", "addend"}, {"digit", "sum"}) for `model.fit` and `evaluate`.
 
-    An evaluation set is given its `addends` (one per image) and keeps them and
+    An evaluation set is given its `addends`, one per image, and keeps them and
     the image order. A training set (`addends=None`) reshuffles the images and
-    re-draws every image's addend each epoch, from `seed` and the epoch number,
-    so the network meets new (image, addend) pairs each epoch and a run is
-    reproducible. Given `augmentation` (the keyword arguments of
-    `augment_images`), it also warps the images of the first `augment_epochs`
-    epochs (None: all of them).
+    re-draws their addends every epoch, from `seed` and the epoch number, so the
+    network meets new (image, addend) pairs each epoch and a run is reproducible.
+    Given `augmentation` (`augment_images`' keyword arguments), it also warps the
+    images of the first `augment_epochs` epochs (None: of all of them).
     """
 
     def __init__(
@@ -273,21 +251,21 @@ class MnistSumDataset(keras.utils.PyDataset):
             raise ValueError(f"augment_epochs must be None or an integer >= 0, got {augment_epochs!r}")
         if augmentation is not None and set(augmentation) != {"max_rotation", "max_shift", "zoom_range"}:
             raise ValueError(f"augmentation needs max_rotation, max_shift and zoom_range, got {sorted(augmentation)}")
-        self.images = images
-        self.digits = np.atleast_1d(as_class_indices(digits, "digits", NUM_DIGITS))
-        if len(self.digits) != len(images):
-            raise ValueError(f"images ({len(images)}) and digits ({len(self.digits)}) differ in length")
+        self.images, self.batch_size, self.seed = images, batch_size, seed
+        self.digits = self._one_per_image(digits, "digits")
         self.training = addends is None
         if not self.training:
-            self.addends = np.atleast_1d(as_class_indices(addends, "addends", NUM_DIGITS))
-            if len(self.addends) != len(images):
-                raise ValueError(f"images ({len(images)}) and addends ({len(self.addends)}) differ in length")
+            self.addends = self._one_per_image(addends, "addends")
             self.order = np.arange(len(images))
-        self.batch_size = batch_size
         self.augmentation = augmentation if self.training else None
         self.augment_epochs = augment_epochs
-        self.seed = seed
         self.set_epoch(0)
+
+    def _one_per_image(self, values, name):
+        values = np.atleast_1d(as_class_indices(values, name, NUM_DIGITS))
+        if len(values) != len(self.images):
+            raise ValueError(f"images ({len(self.images)}) and {name} ({len(values)}) differ in length")
+        return values
 
     @property
     def augmenting(self):
@@ -313,7 +291,7 @@ class MnistSumDataset(keras.utils.PyDataset):
         self.set_epoch(self.epoch + 1)
 
     def set_epoch(self, epoch):
-        """Arrange the order and addends of a training set's `epoch` (also used when a run resumes)."""
+        """Arrange the order and addends of a training set's `epoch` (also where a resumed run starts)."""
         self.epoch = epoch
         if self.training:
             rng = np.random.default_rng([self.seed, epoch])

@@ -26,8 +26,7 @@ from data_creation import NUM_DIGITS, NUM_SUMS, as_class_indices, as_mnist_batch
 MODEL_MEMBER = "model.keras"
 METADATA_MEMBER = "metadata.json"
 MAX_UNCOMPRESSED_BYTES = 256 * 2**20  # the model is ~2 MB; anything near this is a zip bomb
-# Images per compiled call; test-set images/s measured here: 128 -> 7,500, 256 -> 7,900, 512 -> 9,000, 1,024 -> 8,700.
-PREDICT_BATCH = 512
+PREDICT_BATCH = 512  # images per call of the network
 
 # --------------------------------------------------------------------------- loading
 
@@ -36,32 +35,24 @@ def load_saved_model(path="model.zip"):
     """Load the model from `model.zip` (or a bare `.keras` file) with `safe_mode=True`.
 
     The archive is treated as untrusted: only `model.keras` and `metadata.json`
-    are read, members with absolute paths, `..` or links and absurd sizes are
+    are read, members with absolute paths, `..`, links or absurd sizes are
     refused, the model is unpacked into a private temporary directory, and its
-    SHA-256 must match the one `train.py` recorded in the metadata. Whatever is
-    wrong with the file, the error is a ValueError (FileNotFoundError when it is
-    missing) that names it.
+    SHA-256 must match the one train.py recorded. Whatever is wrong with the
+    file, the error is a ValueError (FileNotFoundError when it is missing) that names it.
     """
     path = _model_file(path)
     if path.endswith(".keras"):
         return _load_keras_file(path, path)
     if not zipfile.is_zipfile(path):
         raise ValueError(f"model file {path!r} is neither a model.zip archive nor a .keras file")
-    with _damage_reported(path):
-        return _load_archive(path)
-
-
-def _load_archive(path):
-    with zipfile.ZipFile(path) as archive, tempfile.TemporaryDirectory() as private_dir:
-        _check_archive(archive, path)
-        metadata = _read_metadata_member(archive, path)
+    with _damage_reported(path), zipfile.ZipFile(path) as archive, tempfile.TemporaryDirectory() as private_dir:
+        metadata = _checked_metadata(archive, path)
         keras_path = os.path.join(private_dir, MODEL_MEMBER)
         with archive.open(MODEL_MEMBER) as source, open(keras_path, "wb") as target:
             target.write(source.read())
-        expected = metadata.get("model_sha256")
-        if expected is None:
+        if "model_sha256" not in metadata:
             raise ValueError(f"model archive {path!r}: metadata.json records no model_sha256")
-        if file_sha256(keras_path) != expected:
+        if file_sha256(keras_path) != metadata["model_sha256"]:
             raise ValueError(
                 f"model archive {path!r}: model.keras does not match its recorded SHA-256 (tampered or corrupt)"
             )
@@ -74,8 +65,7 @@ def read_metadata(path="model.zip"):
     if not zipfile.is_zipfile(path):
         raise ValueError(f"model file {path!r} is not a model.zip archive")
     with _damage_reported(path), zipfile.ZipFile(path) as archive:
-        _check_archive(archive, path)
-        return _read_metadata_member(archive, path)
+        return _checked_metadata(archive, path)
 
 
 def _model_file(path):
@@ -90,25 +80,15 @@ def _model_file(path):
 
 @contextlib.contextmanager
 def _damage_reported(path):
-    """Turn what zipfile and zlib raise for damaged bytes (a bad CRC, data that no longer inflates) into a
-    ValueError that names the archive."""
+    """Turn zipfile's and zlib's errors for damaged bytes into a ValueError that names the archive."""
     try:
         yield
     except (zipfile.BadZipFile, zlib.error) as error:
         raise ValueError(f"model archive {path!r} is corrupt: {error}") from None
 
 
-def _read_metadata_member(archive, path):
-    try:
-        metadata = json.loads(archive.read(METADATA_MEMBER))
-    except ValueError as error:  # not UTF-8, or not JSON
-        raise ValueError(f"model archive {path!r}: metadata.json is not JSON: {error}") from None
-    if not isinstance(metadata, dict):
-        raise ValueError(f"model archive {path!r}: metadata.json holds a {type(metadata).__name__}, not an object")
-    return metadata
-
-
-def _check_archive(archive, path):
+def _checked_metadata(archive, path):
+    """Check the archive's members (names, links, sizes) and return its metadata.json as a dict."""
     members = archive.infolist()
     names = {member.filename for member in members}
     if not {MODEL_MEMBER, METADATA_MEMBER} <= names:
@@ -126,6 +106,13 @@ def _check_archive(archive, path):
         raise ValueError(
             f"model archive {path!r} unpacks to {total:,} bytes, over the {MAX_UNCOMPRESSED_BYTES:,} limit"
         )
+    try:
+        metadata = json.loads(archive.read(METADATA_MEMBER))
+    except ValueError as error:  # not UTF-8, or not JSON
+        raise ValueError(f"model archive {path!r}: metadata.json is not JSON: {error}") from None
+    if not isinstance(metadata, dict):
+        raise ValueError(f"model archive {path!r}: metadata.json holds a {type(metadata).__name__}, not an object")
+    return metadata
 
 
 def _load_keras_file(keras_path, shown_path):
@@ -145,27 +132,30 @@ def file_sha256(path):
 
 # --------------------------------------------------------------------------- prediction
 
-
 _compiled_calls = weakref.WeakKeyDictionary()
 
 
 def _compiled_call(model):
-    """A traced inference call per model, made once: for a few images, `model.predict` spends far longer
-    setting up its data pipeline on every call than the network spends computing."""
-    call = _compiled_calls.get(model)
-    if call is None:
+    """The model's inference call, traced once: for a few images, `model.predict` takes far longer to set
+    up its data pipeline on every call than the network takes to compute."""
+    if model not in _compiled_calls:
         import tensorflow as tf  # the TensorFlow backend's graph compiler
 
         def infer(inputs):
             return model(inputs, training=False)
 
-        call = tf.function(infer, reduce_retracing=True, autograph=False)  # no Python control flow to convert
-        _compiled_calls[model] = call
-    return call
+        _compiled_calls[model] = tf.function(infer, reduce_retracing=True, autograph=False)
+    return _compiled_calls[model]
 
 
-def predict_probabilities(model, images, addends):
-    """Digit (N, 10) and sum (N, 19) probabilities for validated images and addends."""
+def predict_digit_and_sum(model, images, addends):
+    """Predict the digit in each image and its sum with the addend.
+
+    `images`: one (28, 28) image or a batch, MNIST pixels (0-255, white on
+    black); `addends`: one int 0-9 for every image, or one per image. Returns
+    a dict of `digit` and `sum` (int arrays) and their probabilities
+    `digit_probability` (N, 10) and `sum_probability` (N, 19).
+    """
     images = as_mnist_batch(images)
     addends = np.atleast_1d(as_class_indices(addends, "addends", NUM_DIGITS))
     if len(addends) == 1 and len(images) > 1:
@@ -173,24 +163,11 @@ def predict_probabilities(model, images, addends):
     if len(addends) != len(images):
         raise ValueError(f"addends ({len(addends)}) and images ({len(images)}) differ in length")
     call = _compiled_call(model)
-    digit_parts, sum_parts = [], []
-    for start in range(0, len(images), PREDICT_BATCH):
-        stop = start + PREDICT_BATCH
-        outputs = call({"image": images[start:stop], "addend": encode_addends(addends[start:stop])})
-        digit_parts.append(keras.ops.convert_to_numpy(outputs["digit"]))
-        sum_parts.append(keras.ops.convert_to_numpy(outputs["sum"]))
-    return np.concatenate(digit_parts), np.concatenate(sum_parts)
-
-
-def predict_digit_and_sum(model, images, addends):
-    """Predict the digit in each image and its sum with the addend.
-
-    `images`: one (28, 28) image or a batch of MNIST pixels (0-255, white on
-    black; `preprocess_image` turns other images into that); `addends`: one int
-    0-9 (used for every image) or one per image. Returns a dict with `digit`
-    and `sum` (int arrays) and `digit_probability` (N, 10), `sum_probability` (N, 19).
-    """
-    digit_probability, sum_probability = predict_probabilities(model, images, addends)
+    batches = [slice(start, start + PREDICT_BATCH) for start in range(0, len(images), PREDICT_BATCH)]
+    outputs = [call({"image": images[batch], "addend": encode_addends(addends[batch])}) for batch in batches]
+    digit_probability, sum_probability = (
+        np.concatenate([keras.ops.convert_to_numpy(output[head]) for output in outputs]) for head in ("digit", "sum")
+    )
     return {
         "digit": digit_probability.argmax(axis=1),
         "sum": sum_probability.argmax(axis=1),
@@ -203,41 +180,37 @@ def predict_digit_and_sum(model, images, addends):
 
 
 def evaluate_model(model, images, digits, addends):
-    """Accuracy, loss, consistency, confusion matrices, reports and errors on a labelled set.
+    """Accuracy, loss, confusion matrix and report of both outputs on a labelled set, and the mistakes.
 
     Returns a dict: `digit_accuracy`, `sum_accuracy`, `digit_loss`, `sum_loss`,
-    `consistency` (share of predicted sum == predicted digit + addend),
     `digit_confusion` (10x10), `sum_confusion` (19x19), `digit_report` and
-    `sum_report` (scikit-learn classification reports, text), `misclassified`
+    `sum_report` (scikit-learn classification reports, text), `consistency`
+    (share of predicted sum == predicted digit + addend), `misclassified`
     (indices where the digit or the sum is wrong) and `predictions`.
     """
     images, digits = _labelled_images(images, digits)
     addends = np.atleast_1d(as_class_indices(addends, "addends", NUM_DIGITS))
     true_sums = sum_labels(digits, addends)
     predictions = predict_digit_and_sum(model, images, addends)
-    digit_hit = predictions["digit"] == digits
-    sum_hit = predictions["sum"] == true_sums
-    return {
-        "digit_accuracy": float(digit_hit.mean()),
-        "sum_accuracy": float(sum_hit.mean()),
-        "digit_loss": _cross_entropy(predictions["digit_probability"], digits),
-        "sum_loss": _cross_entropy(predictions["sum_probability"], true_sums),
-        "consistency": float(np.mean(predictions["sum"] == predictions["digit"] + addends)),
-        "digit_confusion": confusion_matrix(digits, predictions["digit"], labels=range(NUM_DIGITS)),
-        "sum_confusion": confusion_matrix(true_sums, predictions["sum"], labels=range(NUM_SUMS)),
-        "digit_report": classification_report(
-            digits, predictions["digit"], labels=range(NUM_DIGITS), digits=4, zero_division=0
-        ),
-        "sum_report": classification_report(
-            true_sums, predictions["sum"], labels=range(NUM_SUMS), digits=4, zero_division=0
-        ),
-        "misclassified": np.flatnonzero(~(digit_hit & sum_hit)),
-        "predictions": predictions,
-    }
+    results = {"predictions": predictions}
+    wrong = np.zeros(len(digits), bool)
+    for head, truth, classes in (("digit", digits, NUM_DIGITS), ("sum", true_sums, NUM_SUMS)):
+        predicted, probabilities = predictions[head], predictions[f"{head}_probability"]
+        wrong |= predicted != truth
+        loss = keras.losses.categorical_crossentropy(keras.ops.one_hot(truth, classes), probabilities)
+        results[f"{head}_accuracy"] = float(np.mean(predicted == truth))
+        results[f"{head}_loss"] = float(keras.ops.mean(loss))
+        results[f"{head}_confusion"] = confusion_matrix(truth, predicted, labels=range(classes))
+        results[f"{head}_report"] = classification_report(
+            truth, predicted, labels=range(classes), digits=4, zero_division=0
+        )
+    results["consistency"] = float(np.mean(predictions["sum"] == predictions["digit"] + addends))
+    results["misclassified"] = np.flatnonzero(wrong)
+    return results
 
 
 def _labelled_images(images, digits):
-    """Validated images (N, 28, 28, 1) and their digits (N,): one digit per image."""
+    """Checked images (N, 28, 28, 1) and their digits (N,): one digit per image."""
     images = as_mnist_batch(images)
     digits = np.atleast_1d(as_class_indices(digits, "digits", NUM_DIGITS))
     if len(images) != len(digits):
@@ -245,21 +218,13 @@ def _labelled_images(images, digits):
     return images, digits
 
 
-def _cross_entropy(probabilities, labels):
-    targets = keras.ops.one_hot(labels, probabilities.shape[1])
-    return float(keras.ops.mean(keras.losses.categorical_crossentropy(targets, probabilities)))
-
-
 def addition_table(model, images, digits, addends=range(NUM_DIGITS)):
-    """10x10 table of predicted sums: row = digit, column = addend, for one image of each digit.
-
-    Uses the first image of each digit in `images`, so every digit 0-9 must occur in `digits`.
-    """
+    """10x10 table of predicted sums, row = digit, column = addend, for the first image of each digit 0-9."""
     images, digits = _labelled_images(images, digits)
     missing = sorted(set(range(NUM_DIGITS)) - set(digits.tolist()))
     if missing:
         raise ValueError(f"the addition table needs an image of every digit 0-9; digits has none of {missing}")
-    firsts = [int(np.flatnonzero(digits == d)[0]) for d in range(NUM_DIGITS)]
+    firsts = [int(np.flatnonzero(digits == digit)[0]) for digit in range(NUM_DIGITS)]
     addends = list(addends)
     batch = np.repeat(images[firsts], len(addends), axis=0)
     predicted = predict_digit_and_sum(model, batch, np.tile(addends, NUM_DIGITS))["sum"]

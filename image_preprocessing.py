@@ -18,7 +18,7 @@ from PIL import Image, ImageOps
 from scipy import ndimage
 from skimage import color, filters, measure, morphology, transform
 
-from data_creation import IMAGE_SIZE
+from data_creation import IMAGE_SIZE, numeric_array
 
 MAX_SIDE = 1024  # larger images are shrunk first: plenty for one digit, and a bounded cost
 DIGIT_BOX = 20  # MNIST scaled each digit's longer side to 20 px ...
@@ -32,15 +32,13 @@ STROKE_RATIO = 0.12  # MNIST's strokes are about this share of the digit's size;
 
 
 def preprocess_image(source):
-    """Turn an outside image into one MNIST-style (28, 28, 1) float32 image, white digit on black, 0-255.
+    """Turn an outside image (a file's path, a PIL image or an array) into one MNIST-style (28, 28, 1)
+    float32 image, white digit on black, 0-255.
 
-    `source`: an image file's path, a PIL image or an array (see `read_image`);
-    any size, colour or grey, dark ink on light paper or light on dark. The
-    paper is flattened to black, the digit is found as the largest piece of
+    The paper is flattened to black, the digit is the largest piece of
     Otsu-thresholded ink plus the pieces near it (specks are dropped), thin
-    strokes are thickened, and, as MNIST did, the digit's longer side is scaled
-    to 20 px and its centre of mass put at the centre of the 28x28 frame.
-    Raises ValueError when no digit is found or the source is not a usable image.
+    strokes are thickened, and the digit is framed as MNIST's are. Raises
+    ValueError when no digit is found or the source is not a usable image.
     """
     digit = _find_digit(_ink_map(read_image(source)))
     if digit is None:
@@ -50,11 +48,10 @@ def preprocess_image(source):
 
 
 def read_image(source):
-    """An image file, PIL image or array as float32 (H, W, C) pixels 0-255: C is 1 (grey) or 3 (colour).
+    """An image file, PIL image or (H, W) / (H, W, 1|3|4) array as float32 (H, W, C) pixels 0-255, C = 1 or 3.
 
-    Arrays are (H, W) or (H, W, 1|3|4) pixels 0-255 (0-1 floats and 16-bit
-    values are rescaled). Transparent images are laid on a backdrop that
-    contrasts with their ink; sides over MAX_SIDE pixels are shrunk by averaging.
+    0-1 floats and 16-bit values are rescaled, transparent images are laid on a
+    backdrop that contrasts with their ink, and sides over MAX_SIDE are shrunk.
     """
     if isinstance(source, (str, os.PathLike)):
         pixels = _read_file(os.fspath(source))
@@ -100,25 +97,20 @@ def _pil_array(image):
 
 
 def _as_pixels(array, name):
-    """Validate an image array and return it as float32 (H, W, C) pixels 0-255."""
-    try:
-        array = np.asarray(array)
-    except (ValueError, TypeError) as error:
-        raise ValueError(f"{name} is not an image array: {error}") from None
-    floats = np.issubdtype(array.dtype, np.floating)
-    if array.dtype == bool or not (floats or np.issubdtype(array.dtype, np.integer)):
-        raise ValueError(f"{name} must hold pixel values, got dtype {array.dtype}")
+    """Check an image array and return it as float32 (H, W, C) pixels 0-255."""
+    array = numeric_array(array, name, "pixel values")
     if array.ndim == 2:
         array = array[..., None]
     if array.ndim != 3 or array.shape[2] not in (1, 3, 4):
         raise ValueError(f"{name} must be a (H, W) grey or (H, W, 3|4) colour image, got shape {array.shape}")
     if array.size == 0:
         raise ValueError(f"{name} is empty: shape {array.shape}")
-    if floats and not np.all(np.isfinite(array)):
+    if not np.all(np.isfinite(array)):
         raise ValueError(f"{name} contains NaN or infinite pixels")
     low, high = array.min(), array.max()
     if low < 0 or high > 65535:
         raise ValueError(f"{name} must hold pixels 0-255, got {low:g} to {high:g}")
+    floats = np.issubdtype(array.dtype, np.floating)
     array = array.astype(np.float32)
     if high > 255:  # 16-bit
         array /= 257
@@ -159,23 +151,17 @@ def _ink_map(pixels):
 
 
 def _dark_ink(grey):
-    """True for dark ink on light paper, False for light ink on dark.
-
-    Against a median over half the picture, which is paper, the ink is the long tail of the
-    brightness: its skew is on the ink's side, whatever the light does to the paper.
-    """
+    """True for dark ink on light paper, False for light on dark: measured against a median over half
+    the picture (paper), the ink is the long tail of the brightness, whatever the light does to the paper."""
     small = transform.rescale(grey, min(1, 64 / max(grey.shape)), anti_aliasing=True)  # the median is cheap at 64 px
     paper = ndimage.median_filter(small, size=max(3, max(small.shape) // 2), mode="nearest")
     return np.sum((grey - transform.resize(paper, grey.shape)) ** 3) < 0
 
 
 def _paper(pixels):
-    """The paper's level under bright ink, uneven light and tint included: a low percentile in tiles.
-
-    The tiles hold only the picture's own pixels, so ink that runs along an edge is not taken for
-    paper, as it is by a filter that extends the edge outwards; between the tiles' centres the
-    levels are interpolated.
-    """
+    """The paper's level under bright ink, uneven light and tint included: a low percentile in tiles,
+    interpolated between their centres. The tiles hold only the picture's own pixels, so ink along an
+    edge is not taken for paper (as it is by a filter that extends the edge outwards)."""
     height, width = pixels.shape[:2]
     counts = [math.ceil(side * PAPER_TILES / max(height, width)) for side in (height, width)]  # tiles along a side
     tile = [math.ceil(side / count) for side, count in zip((height, width), counts, strict=True)]  # even, no sliver

@@ -2,13 +2,11 @@
 
     python make_sample_images.py
 
-Every digit 0-9 appears in several hands: pen, pencil, marker, chalk and
-print, slanted, turned and wobbly, on paper with uneven light, grain, specks
-and a shadow, some as light ink on a dark board, some small in a large frame,
-some cropped so tightly that their strokes run along the picture's edges.
-Each file name starts with its true digit (`7_pen_crossbar.jpg`), which is all
-`predict.py` and the tests need to score them. Drawn with Pillow from the
-stroke templates below; the seed makes every run write the same files.
+Every digit 0-9 appears in several hands: pen, pencil, marker, chalk and print, slanted, turned and wobbly, on paper
+with uneven light, grain, specks and a shadow, some as light ink on a dark board, some small in a large frame, some
+cropped so tightly that their strokes run along the picture's edges. Each file name starts with its true digit
+(`7_pen_crossbar.jpg`), which is all `predict.py` and the tests need to score them. Drawn with Pillow from the stroke
+templates below; the seed makes every run write the same files.
 """
 
 import math
@@ -30,126 +28,16 @@ WHITE_PAPER, CREAM_PAPER, GREY_PAPER = (246, 244, 238), (240, 229, 202), (205, 2
 BOARD, SCREEN = (40, 58, 50), (18, 18, 24)
 
 
+def hand(*strokes):
+    """Strokes written as "x y, x y, ..." on a 60 x 100 grid (y down): lists of (x, y) in shares of the height."""
+    return [[tuple(int(n) / 100 for n in point.split()) for point in stroke.split(",")] for stroke in strokes]
+
+
 def arc(cx, cy, rx, ry, start, stop, count=40):
-    """Points on an ellipse from angle `start` to `stop` (degrees; y points down)."""
+    """A stroke along an ellipse, centre and radii on the grid, from angle `start` to `stop` in degrees."""
+    cx, cy, rx, ry = cx / 100, cy / 100, rx / 100, ry / 100
     angles = np.radians(np.linspace(start, stop, count))
     return list(zip(cx + rx * np.cos(angles), cy + ry * np.sin(angles), strict=True))
-
-
-# Each digit's hands: lists of strokes, each a list of (x, y) points in a box 0.6 wide and 1 high.
-HANDS = {
-    0: [[arc(0.3, 0.5, 0.28, 0.5, -95, 275)], [arc(0.3, 0.5, 0.22, 0.5, -70, 255)]],
-    1: [[[(0.33, 0.0), (0.3, 0.5), (0.27, 1.0)]], [[(0.12, 0.22), (0.36, 0.0)], [(0.36, 0.0), (0.33, 1.0)]]],
-    2: [
-        [
-            [
-                (0.04, 0.25),
-                (0.12, 0.08),
-                (0.3, 0.0),
-                (0.5, 0.07),
-                (0.56, 0.25),
-                (0.48, 0.45),
-                (0.28, 0.7),
-                (0.03, 0.98),
-            ],
-            [(0.03, 0.98), (0.6, 0.96)],
-        ],
-        [
-            [
-                (0.06, 0.28),
-                (0.2, 0.04),
-                (0.42, 0.02),
-                (0.55, 0.2),
-                (0.45, 0.48),
-                (0.2, 0.78),
-                (0.05, 0.97),
-                (0.25, 0.9),
-                (0.45, 0.95),
-                (0.62, 1.0),
-            ]
-        ],
-        [  # a long flat base
-            [(0.05, 0.22), (0.18, 0.05), (0.36, 0.0), (0.52, 0.1), (0.52, 0.32), (0.3, 0.62), (0.02, 1.0)],
-            [(0.02, 1.0), (0.6, 1.0)],
-        ],
-    ],
-    3: [
-        [
-            [(0.06, 0.12), (0.25, 0.0), (0.47, 0.06), (0.5, 0.24), (0.33, 0.43), (0.2, 0.46)],
-            [(0.33, 0.44), (0.52, 0.56), (0.56, 0.77), (0.42, 0.96), (0.2, 1.0), (0.02, 0.88)],
-        ],
-        [
-            [(0.05, 0.0), (0.55, 0.0)],
-            [(0.55, 0.0), (0.25, 0.38)],
-            [(0.25, 0.38), (0.45, 0.42), (0.58, 0.62), (0.5, 0.88), (0.28, 1.0), (0.03, 0.9)],
-        ],
-    ],
-    4: [
-        [[(0.4, 0.0), (0.02, 0.64)], [(0.02, 0.64), (0.6, 0.64)], [(0.47, 0.3), (0.47, 1.0)]],
-        [[(0.1, 0.0), (0.06, 0.55)], [(0.06, 0.55), (0.6, 0.52)], [(0.5, 0.0), (0.47, 1.0)]],
-    ],
-    5: [
-        [
-            [(0.55, 0.0), (0.12, 0.01)],
-            [(0.12, 0.01), (0.08, 0.43)],
-            [(0.08, 0.43), (0.3, 0.36), (0.52, 0.47), (0.56, 0.7), (0.42, 0.94), (0.2, 1.0), (0.02, 0.9)],
-        ],
-        [
-            [(0.22, 0.0), (0.58, -0.02)],
-            [(0.14, 0.04), (0.1, 0.43)],  # the bar is lifted off the stem
-            [(0.1, 0.43), (0.32, 0.37), (0.52, 0.5), (0.54, 0.74), (0.38, 0.95), (0.16, 0.98), (0.03, 0.88)],
-        ],
-    ],
-    6: [
-        [
-            [
-                (0.5, 0.02),
-                (0.3, 0.12),
-                (0.13, 0.37),
-                (0.06, 0.66),
-                (0.13, 0.92),
-                (0.31, 1.0),
-                (0.5, 0.9),
-                (0.55, 0.7),
-                (0.42, 0.55),
-                (0.22, 0.56),
-                (0.08, 0.7),
-            ]
-        ],
-        [[(0.45, 0.0), (0.1, 0.6), (0.12, 0.9), (0.3, 1.0), (0.5, 0.88), (0.5, 0.66), (0.3, 0.57), (0.12, 0.68)]],
-    ],
-    7: [
-        [[(0.02, 0.04), (0.58, 0.0)], [(0.58, 0.0), (0.4, 0.45), (0.24, 1.0)]],
-        [[(0.02, 0.04), (0.58, 0.0)], [(0.58, 0.0), (0.4, 0.45), (0.24, 1.0)], [(0.2, 0.52), (0.55, 0.5)]],
-    ],
-    8: [
-        [
-            [
-                (0.48, 0.12),
-                (0.3, 0.0),
-                (0.1, 0.1),
-                (0.12, 0.3),
-                (0.3, 0.46),
-                (0.5, 0.62),
-                (0.55, 0.84),
-                (0.32, 1.0),
-                (0.06, 0.86),
-                (0.1, 0.63),
-                (0.3, 0.46),
-                (0.47, 0.3),
-                (0.48, 0.12),
-            ]
-        ],
-        [arc(0.3, 0.24, 0.2, 0.24, -90, 275), arc(0.3, 0.73, 0.26, 0.27, -90, 275)],
-    ],
-    9: [
-        [
-            [(0.52, 0.14), (0.32, 0.0), (0.1, 0.08), (0.07, 0.28), (0.24, 0.42), (0.48, 0.34), (0.54, 0.14)],
-            [(0.54, 0.14), (0.5, 0.55), (0.44, 1.0)],
-        ],
-        [arc(0.3, 0.22, 0.24, 0.22, 0, 365), [(0.54, 0.22), (0.52, 1.0)]],
-    ],
-}
 
 
 @dataclass
@@ -179,6 +67,31 @@ class Sample:
         return int(self.name[0])
 
 
+# fmt: off
+# Each digit's hands, each a list of strokes (see `hand` and `arc`).
+HANDS = {
+    0: [[arc(30, 50, 28, 50, -95, 275)], [arc(30, 50, 22, 50, -70, 255)]],
+    1: [hand("33 0, 30 50, 27 100"), hand("12 22, 36 0", "36 0, 33 100")],
+    2: [hand("4 25, 12 8, 30 0, 50 7, 56 25, 48 45, 28 70, 3 98", "3 98, 60 96"),
+        hand("6 28, 20 4, 42 2, 55 20, 45 48, 20 78, 5 97, 25 90, 45 95, 62 100"),
+        hand("5 22, 18 5, 36 0, 52 10, 52 32, 30 62, 2 100", "2 100, 60 100")],  # a long flat base
+    3: [hand("6 12, 25 0, 47 6, 50 24, 33 43, 20 46", "33 44, 52 56, 56 77, 42 96, 20 100, 2 88"),
+        hand("5 0, 55 0", "55 0, 25 38", "25 38, 45 42, 58 62, 50 88, 28 100, 3 90")],
+    4: [hand("40 0, 2 64", "2 64, 60 64", "47 30, 47 100"),
+        hand("10 0, 6 55", "6 55, 60 52", "50 0, 47 100")],
+    5: [hand("55 0, 12 1", "12 1, 8 43", "8 43, 30 36, 52 47, 56 70, 42 94, 20 100, 2 90"),
+        hand("22 0, 58 -2", "14 4, 10 43", "10 43, 32 37, 52 50, 54 74, 38 95, 16 98, 3 88")],  # bar off the stem
+    6: [hand("50 2, 30 12, 13 37, 6 66, 13 92, 31 100, 50 90, 55 70, 42 55, 22 56, 8 70"),
+        hand("45 0, 10 60, 12 90, 30 100, 50 88, 50 66, 30 57, 12 68")],
+    7: [hand("2 4, 58 0", "58 0, 40 45, 24 100"),
+        hand("2 4, 58 0", "58 0, 40 45, 24 100", "20 52, 55 50")],
+    8: [hand("48 12, 30 0, 10 10, 12 30, 30 46, 50 62, 55 84, 32 100, 6 86, 10 63, 30 46, 47 30, 48 12"),
+        [arc(30, 24, 20, 24, -90, 275), arc(30, 73, 26, 27, -90, 275)]],
+    9: [hand("52 14, 32 0, 10 8, 7 28, 24 42, 48 34, 54 14", "54 14, 50 55, 44 100"),
+        [arc(30, 22, 24, 22, 0, 365), *hand("54 22, 52 100")]],
+}
+
+# One picture a line; each draws from its own seed, [SEED, its index], so their order is part of the images.
 SAMPLES = [
     Sample("0_pen_round.jpg"),
     Sample("0_marker_narrow.png", hand=1, size=(200, 260), pen=0.13, ink=BLACK_PEN, turn=-8, grain=3),
@@ -193,17 +106,8 @@ SAMPLES = [
     Sample("2_pen_dusty.jpg", ink=BLACK_PEN, pen=0.04, specks=400, grain=8, turn=-6),
     Sample("3_pen_red.jpg", ink=RED_PEN, wobble=0.03),
     Sample("3_pencil_faint.jpg", ink=(165, 165, 172), pen=0.04, light=0.5, grain=6),
-    Sample(
-        "3_marker_small_in_frame.jpg",
-        hand=1,
-        size=(960, 720),
-        height=0.14,
-        centre=(0.62, 0.4),
-        pen=0.1,
-        ink=BLACK_PEN,
-        light=0.35,
-        specks=60,
-    ),
+    Sample("3_marker_small_in_frame.jpg", hand=1, size=(960, 720), height=0.14, centre=(0.62, 0.4), pen=0.1,
+           ink=BLACK_PEN, light=0.35, specks=60),
     Sample("4_pen_open.jpg", hand=1, slant=0.05, light=0.3, shadow=True),
     Sample("4_felt_green.jpg", ink=GREEN_FELT, pen=0.1, paper=CREAM_PAPER, turn=6),
     Sample("4_printed.png", hand=-1, size=(200, 200), ink=RED_PEN, slant=0.1, paper=CREAM_PAPER),
@@ -212,18 +116,8 @@ SAMPLES = [
     Sample("5_printed_grey.png", hand=-1, size=(180, 240), ink=PENCIL, paper=GREY_PAPER, slant=0.1, mode="L"),
     Sample("6_pen_slanted.jpg", slant=0.3, wobble=0.03, shadow=True),
     Sample("6_pen_turned.jpg", hand=1, turn=15, slant=0.0, ink=BLACK_PEN),
-    Sample(
-        "6_paint_on_screen.png",
-        hand=1,
-        size=(240, 240),
-        ink=WHITE_PAINT,
-        paper=SCREEN,
-        pen=0.11,
-        light=0.0,
-        grain=2,
-        specks=0,
-        mode="P",
-    ),
+    Sample("6_paint_on_screen.png", hand=1, size=(240, 240), ink=WHITE_PAINT, paper=SCREEN, pen=0.11, light=0.0,
+           grain=2, specks=0, mode="P"),
     Sample("7_pen_plain.jpg", slant=0.05, turn=-5),
     Sample("7_pen_crossbar.jpg", hand=1, ink=BLACK_PEN, pen=0.045, light=0.45),
     Sample("7_chalk_board.jpg", ink=CHALK, paper=BOARD, pen=0.1, chalky=True, slant=0.1),
@@ -232,54 +126,35 @@ SAMPLES = [
     Sample("8_pencil_shadow.jpg", hand=1, ink=PENCIL, pen=0.05, shadow=True, light=0.4),
     Sample("8_marker_thumbnail.png", size=(40, 48), height=0.7, pen=0.12, ink=BLACK_PEN, specks=0, grain=3),
     Sample("9_pen_curved.jpg", slant=0.2),
-    Sample(
-        "9_fine_pen_wide_frame.jpg",
-        hand=1,
-        size=(1000, 520),
-        height=0.3,
-        centre=(0.3, 0.55),
-        pen=0.025,
-        ink=BLACK_PEN,
-        specks=40,
-    ),
+    Sample("9_fine_pen_wide_frame.jpg", hand=1, size=(1000, 520), height=0.3, centre=(0.3, 0.55), pen=0.025,
+           ink=BLACK_PEN, specks=40),
     Sample("9_printed.png", hand=-1, size=(200, 240), ink=BLUE_PEN, slant=0.0, turn=5),
     # Tight crops: the digit fills its picture and its strokes run along the edges, some cut by them.
     Sample("2_pen_tight_long_base.jpg", hand=2, size=(232, 360), height=0.97, slant=0.05, pen=0.07, light=0.2),
-    Sample(
-        "2_pencil_tight_base_cut.jpg", hand=2, size=(216, 320), height=1.0, centre=(0.5, 0.48), ink=PENCIL, pen=0.06
-    ),
+    Sample("2_pencil_tight_base_cut.jpg", hand=2, size=(216, 320), height=1.0, centre=(0.5, 0.48), ink=PENCIL,
+           pen=0.06),
     Sample("2_marker_tight_curly_base.png", hand=1, size=(230, 300), height=0.96, ink=BLACK_PEN, pen=0.11, mode="L"),
-    Sample(
-        "2_felt_tight_slanted.jpg",
-        size=(284, 360),
-        centre=(0.53, 0.5),
-        height=0.98,
-        slant=0.25,
-        ink=GREEN_FELT,
-        pen=0.09,
-    ),
+    Sample("2_felt_tight_slanted.jpg", size=(284, 360), centre=(0.53, 0.5), height=0.98, slant=0.25, ink=GREEN_FELT,
+           pen=0.09),
     Sample("7_pen_tight_bar.jpg", size=(220, 340), height=0.98, centre=(0.5, 0.52), ink=BLACK_PEN, pen=0.07),
     Sample("7_marker_tight_crossbar.jpg", hand=1, size=(240, 330), height=1.0, slant=0.1, pen=0.1, ink=RED_PEN),
     Sample("4_pen_tight_open.jpg", hand=1, size=(206, 340), centre=(0.47, 0.5), height=0.98, slant=0.0, pen=0.07),
-    Sample(
-        "4_marker_tight_closed.png", size=(216, 320), centre=(0.54, 0.5), height=1.0, slant=0.05, pen=0.1, ink=BLACK_PEN
-    ),
+    Sample("4_marker_tight_closed.png", size=(216, 320), centre=(0.54, 0.5), height=1.0, slant=0.05, pen=0.1,
+           ink=BLACK_PEN),
     Sample("5_pen_tight_bar.jpg", size=(230, 340), height=0.98, centre=(0.5, 0.51), slant=0.1, pen=0.07),
     Sample("5_felt_tight_detached_bar.jpg", hand=1, size=(240, 330), height=1.0, ink=RED_PEN, pen=0.1),
 ]
+# fmt: on
 
 
 def smooth(points, steps=12):
     """A Catmull-Rom curve through `points` (a straight line for two points)."""
     points = np.asarray(points, float)
-    padded = np.vstack([points[0], points, points[-1]])
+    padded = np.vstack([points[0], points, points[-1]])  # the ends doubled, so the curve runs through them
+    p0, p1, p2, p3 = padded[:-3, None], padded[1:-2, None], padded[2:-1, None], padded[3:, None]  # around each piece
     t = np.linspace(0, 1, steps, endpoint=False)[:, None]
-    pieces = []
-    for p0, p1, p2, p3 in zip(padded, padded[1:], padded[2:], padded[3:], strict=False):
-        pieces.append(
-            0.5 * (2 * p1 + (p2 - p0) * t + (2 * p0 - 5 * p1 + 4 * p2 - p3) * t**2 + (3 * p1 - p0 - 3 * p2 + p3) * t**3)
-        )
-    return np.vstack([*pieces, points[-1:]])
+    curve = 0.5 * (2 * p1 + (p2 - p0) * t + (2 * p0 - 5 * p1 + 4 * p2 - p3) * t**2 + (3 * p1 - p0 - 3 * p2 + p3) * t**3)
+    return np.vstack([*curve, points[-1:]])
 
 
 def draw_hand(strokes, sample, rng, box):
@@ -290,8 +165,7 @@ def draw_hand(strokes, sample, rng, box):
     phases = rng.uniform(0, 2 * np.pi, 3)
     radius = sample.pen * scale / 2
     for stroke in strokes:
-        points = smooth(stroke)
-        x, y = points[:, 0], points[:, 1]
+        x, y = smooth(stroke).T
         x = x + sample.wobble * np.sin(2 * np.pi * 1.3 * y + phases[0])
         y = y + sample.wobble * np.sin(2 * np.pi * 1.1 * x + phases[1])
         xy = np.column_stack([(x - 0.3) * scale + box / 2, (y - 0.5) * scale + box / 2])
@@ -300,7 +174,7 @@ def draw_hand(strokes, sample, rng, box):
             for share in np.linspace(0, 1, count, endpoint=False):
                 cx, cy = start + share * (stop - start)
                 pressure = radius * (1 + 0.25 * math.sin(cy / scale * 7 + phases[2]))
-                draw.ellipse((cx - pressure, cy - pressure, cx + pressure, cy + pressure), fill=255)
+                draw.circle((cx, cy), pressure, fill=255)
     return canvas
 
 
@@ -323,11 +197,10 @@ def ink_alpha(sample, rng):
     shear = (1, sample.slant, -sample.slant * box / 2, 0, 1, 0)
     mask = mask.transform(mask.size, Image.Transform.AFFINE, shear, Image.Resampling.BICUBIC)
     mask = mask.rotate(sample.turn, Image.Resampling.BICUBIC)
-    mask = mask.resize((box // SUPERSAMPLE,) * 2, Image.Resampling.LANCZOS)
-    (x, y), side = sample.centre, mask.width
-    corner = (int(x * width - side / 2), int(y * height - side / 2))
-    picture = Image.new("L", (width, height), 0)
-    picture.paste(mask, corner)  # cropped at the picture's edges
+    mask = mask.resize((box // SUPERSAMPLE, box // SUPERSAMPLE), Image.Resampling.LANCZOS)
+    x, y = sample.centre
+    picture = Image.new("L", sample.size, 0)
+    picture.paste(mask, (int(x * width - mask.width / 2), int(y * height - mask.width / 2)))  # cropped at the edges
     alpha = np.asarray(picture) / 255
     if sample.chalky:
         alpha *= np.clip(ndimage.gaussian_filter(rng.uniform(0.2, 1.6, alpha.shape), 0.8), 0, 1)
@@ -336,15 +209,14 @@ def ink_alpha(sample, rng):
 
 def lighting(sample, rng):
     """Brightness of the light on the sheet, 1 at its brightest: a gradient, a vignette, a shadow."""
-    height, width = sample.size[1], sample.size[0]
+    width, height = sample.size
     y, x = np.mgrid[0:height, 0:width] / max(height, width)
     angle = rng.uniform(0, 2 * np.pi)
     ramp = x * np.cos(angle) + y * np.sin(angle)
     light = 1 - sample.light * (ramp - ramp.min()) / np.ptp(ramp)
     light *= 1 - 0.25 * ((x - x.mean()) ** 2 + (y - y.mean()) ** 2)
     if sample.shadow:  # a soft-edged band, as from a hand or a phone held over the page
-        edge = (x - 0.3 - 0.4 * y) * 12
-        light *= 1 - 0.35 / (1 + np.exp(-edge))
+        light *= 1 - 0.35 / (1 + np.exp(-(x - 0.3 - 0.4 * y) * 12))
     return light[..., None]
 
 
@@ -353,13 +225,11 @@ def render(sample, rng):
     light = lighting(sample, rng)
     shape = (sample.size[1], sample.size[0], 1)
     grain = ndimage.gaussian_filter(rng.normal(0, sample.grain, shape), (0.7, 0.7, 0))
-    picture = np.asarray(sample.paper) * light + grain
     alpha = ink_alpha(sample, rng)[..., None]
-    picture = picture * (1 - alpha) + np.asarray(sample.ink) * light * alpha
+    picture = (np.asarray(sample.paper) * light + grain) * (1 - alpha) + np.asarray(sample.ink) * light * alpha
+    rows, cols = np.ogrid[0 : shape[0], 0 : shape[1]]
     for _ in range(sample.specks):  # dust: small dark or light dots anywhere
-        row, col = rng.integers(0, shape[0]), rng.integers(0, shape[1])
-        radius = rng.uniform(0.6, 2.2)
-        rows, cols = np.ogrid[0 : shape[0], 0 : shape[1]]
+        row, col, radius = rng.integers(0, shape[0]), rng.integers(0, shape[1]), rng.uniform(0.6, 2.2)
         dot = ((rows - row) ** 2 + (cols - col) ** 2 <= radius**2)[..., None]
         picture = np.where(dot, 0.6 * picture + 0.4 * np.asarray(sample.ink), picture)
     return np.clip(np.rint(picture), 0, 255).astype(np.uint8)
@@ -376,7 +246,7 @@ def write(sample, picture, directory):
         image.putalpha(Image.fromarray(alpha))
     elif sample.mode != "RGB":
         image = image.convert(sample.mode)
-    image.save(path, optimize=True, **({"quality": 85} if path.suffix == ".jpg" else {}))
+    image.save(path, optimize=True, quality=85)  # the quality of the JPEGs; PNGs have none
     return path
 
 

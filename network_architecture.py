@@ -68,12 +68,11 @@ def build_model():
 
 
 def compile_model(model, learning_rate, weight_decay, ema_momentum):
-    """AdamW, and categorical cross-entropy and accuracy on both one-hot heads, keyed by output name.
+    """AdamW, and categorical cross-entropy and accuracy on both one-hot outputs, keyed by output name.
 
-    `learning_rate` may be a float or a `keras.optimizers.schedules` schedule.
-    The optimizer keeps an exponential moving average of the weights (`use_ema`;
-    a momentum of 0.999 averages over about the last 1,000 steps):
-    `keras.callbacks.SwapEMAWeights` evaluates and saves the averaged weights.
+    `learning_rate` is a float or a schedule. The optimizer keeps a moving average
+    of the weights (`use_ema`; momentum 0.999 averages about the last 1,000 steps),
+    which `keras.callbacks.SwapEMAWeights` puts in the model to evaluate and save.
     """
     optimizer = keras.optimizers.AdamW(
         learning_rate=learning_rate, weight_decay=weight_decay, use_ema=True, ema_momentum=ema_momentum

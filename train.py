@@ -5,9 +5,9 @@
     python train.py --resume        # continue an interrupted run from its last finished epoch
     TF_CONFIG=... python train.py --strategy multiworker   # on every machine of a cluster
 
-Everything is written into OUTPUT_DIR/checkpoints/ first and moved into place
-only when the run has finished, all three files or none, so a failed or
-interrupted run never replaces a saved model, log or plot.
+A run writes into OUTPUT_DIR/checkpoints/ and moves its three files into place
+only when it has finished, all of them or none: a failed or interrupted run
+never replaces a saved model, log or plot.
 """
 
 import argparse
@@ -50,21 +50,19 @@ ARCHIVE_FILE = "model.zip"
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--epochs", type=positive_int, default=None, help=f"default {EPOCHS} ({QUICK['epochs']} with --quick)"
-    )
-    parser.add_argument("--batch-size", type=positive_int, default=BATCH_SIZE)
-    parser.add_argument("--seed", type=int, default=SEED)
-    parser.add_argument("--data", metavar="PATH", help="mnist.npz (default: $MNIST_NPZ, else Keras' download)")
-    parser.add_argument("--output-dir", type=Path, default=None, help="default: . (runs/quick with --quick)")
-    parser.add_argument("--quick", action="store_true", help="a small subset and few epochs, for a look in a minute")
-    parser.add_argument("--resume", action="store_true", help="continue the interrupted run in OUTPUT_DIR")
-    parser.add_argument(
+    add = parser.add_argument
+    add("--epochs", type=positive_int, help=f"default {EPOCHS} ({QUICK['epochs']} with --quick)")
+    add("--batch-size", type=positive_int, default=BATCH_SIZE)
+    add("--seed", type=int, default=SEED)
+    add("--data", metavar="PATH", help="mnist.npz (default: $MNIST_NPZ, else Keras' download)")
+    add("--output-dir", type=Path, help="default: . (runs/quick with --quick)")
+    add("--quick", action="store_true", help="a small subset and few epochs, for a look in a minute")
+    add("--resume", action="store_true", help="continue the interrupted run in OUTPUT_DIR")
+    add(
         "--strategy",
         choices=("default", "mirrored", "multiworker"),
         default="default",
-        help="mirrored: tf.distribute.MirroredStrategy over all visible GPUs; "
-        "multiworker: tf.distribute.MultiWorkerMirroredStrategy over the workers named in $TF_CONFIG",
+        help="mirrored: all visible GPUs of this machine; multiworker: the workers named in $TF_CONFIG",
     )
     args = parser.parse_args(argv)
     args.epochs = args.epochs or (QUICK["epochs"] if args.quick else EPOCHS)
@@ -73,6 +71,7 @@ def parse_args(argv=None):
 
 
 def positive_int(text):
+    """argparse type: an integer >= 1."""
     try:
         value = int(text)
     except ValueError:
@@ -82,7 +81,7 @@ def positive_int(text):
     return value
 
 
-# ----------------------------------------------------------------------------- the run's parts
+# ----------------------------------------------------------------------------- data, model and strategy
 
 
 def split_mnist(mnist, seed, quick):
@@ -98,8 +97,7 @@ def split_mnist(mnist, seed, quick):
 
 
 def training_data(images, digits, batch_size, epochs, seed):
-    """The training batches for an `epochs`-epoch run: augmented, except in the last CLEAN_EPOCHS epochs
-    (at most half the run), which fine-tune on the unaltered images."""
+    """The training batches: augmented, except in the last CLEAN_EPOCHS epochs (at most half the run)."""
     from data_creation import MnistSumDataset
 
     augment_epochs = epochs - min(CLEAN_EPOCHS, epochs // 2)
@@ -109,7 +107,7 @@ def training_data(images, digits, batch_size, epochs, seed):
 
 
 def evaluation_data(images, digits, seed, split):
-    """The validation or test batches: fixed, seeded addends, no augmentation."""
+    """The "validation" or "test" batches: fixed, seeded addends, no augmentation."""
     from data_creation import MnistSumDataset, evaluation_addends
 
     addends = evaluation_addends(len(images), seed, split)
@@ -128,13 +126,13 @@ def learning_rate_schedule(steps_per_epoch, epochs):
 
 
 def ema_momentum(steps_per_epoch, epochs):
-    """The momentum of the weight average: a horizon of EMA_STEPS steps, cut to a fifth of a short run
-    (the average starts from the first step's weights, which must have faded out by the end)."""
+    """The weight average's momentum: a horizon of EMA_STEPS steps, at most a fifth of the run, so that
+    the first steps' weights have faded out of the average by its end."""
     return 1 - 1 / max(1.0, min(EMA_STEPS, epochs * steps_per_epoch / 5))
 
 
 def compiled_model(steps_per_epoch, epochs):
-    """The network compiled for `epochs` epochs of `steps_per_epoch` steps: its schedule and weight average."""
+    """The network, compiled with the recipe's schedule, weight decay and weight average."""
     from network_architecture import build_model, compile_model
 
     return compile_model(
@@ -146,35 +144,21 @@ def compiled_model(steps_per_epoch, epochs):
 
 
 def distribution_strategy(name):
-    """The tf.distribute strategy called `name` to build the model in: "default" (one device),
-    "mirrored" or "multiworker".
-
-    MirroredStrategy replicates the model on every visible GPU (or, without
-    GPUs, on every logical CPU device) and splits each batch between them.
-    MultiWorkerMirroredStrategy does the same over the processes (one per
-    machine) named in the TF_CONFIG environment variable, which all run train.py.
-    """
+    """The tf.distribute strategy to build the model in: "default" (one device), "mirrored" (every
+    visible GPU, else every logical CPU) or "multiworker" (the processes named in $TF_CONFIG)."""
     import tensorflow as tf
 
     if name == "mirrored":
         devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
         return tf.distribute.MirroredStrategy([device.name for device in devices])
-    if name == "multiworker":
-        return multi_worker_strategy()
-    return tf.distribute.get_strategy()
-
-
-def multi_worker_strategy():
-    """MultiWorkerMirroredStrategy, mended for Keras 3 (keras-team/keras#20585, tensorflow/tensorflow#72388).
-
-    With more than one worker, model.fit asks the strategy for two reductions
-    that it refuses: a whole batch at once (a nest of tensors, reduced only to
-    learn their shapes) and every step's logs over axis 0 (they are scalars).
-    Here each tensor of the nest is averaged over the replicas: what Keras wants.
-    """
-    import tensorflow as tf
+    if name != "multiworker":
+        return tf.distribute.get_strategy()
 
     class MultiWorkerStrategy(tf.distribute.MultiWorkerMirroredStrategy):
+        """Mended for Keras 3 (keras-team/keras#20585): with two or more workers, `fit` asks for reductions
+        of a nest of tensors and of scalars over axis 0, which the strategy refuses; each tensor is averaged
+        over the replicas instead, which is what Keras wants."""
+
         def reduce(self, reduce_op, value, axis=None):
             reduce_across_replicas = super().reduce
             return tf.nest.map_structure(lambda one: reduce_across_replicas(reduce_op, one, None), value)
@@ -182,26 +166,20 @@ def multi_worker_strategy():
     return MultiWorkerStrategy()
 
 
-def is_chief(strategy):
-    """Whether this process saves the results: always, except in a multi-worker run, where only the chief
-    does (the "chief" task of TF_CONFIG, or worker 0 when there is none)."""
-    return strategy.extended.should_checkpoint
-
-
 def staging_dir(work_dir, strategy):
-    """Where this process writes while it trains: `work_dir` for the chief, a directory of its own for
-    every other worker (kept for --resume, removed when training ends: one set of results is enough)."""
-    return work_dir if is_chief(strategy) else work_dir / f"worker{strategy.cluster_resolver.task_id}"
+    """Where this process writes while it trains: `work_dir` for the process that saves the results (the
+    chief of a multi-worker run), a directory of its own for every other worker."""
+    if strategy.extended.should_checkpoint:
+        return work_dir
+    return work_dir / f"worker{strategy.cluster_resolver.task_id}"
+
+
+# ----------------------------------------------------------------------------- callbacks
 
 
 def live_validation(val_data):
-    """A callback that adds the live weights' validation figures (`val_live_*`) and the epoch's wall time
-    (`epoch_seconds`) to each epoch's logs, next to the averaged weights' `val_*`.
-
-    The average starts from the first steps' weights, so for a few epochs it lags
-    far behind what the network has learned; the live figures show the progress.
-    It must run before SwapEMAWeights puts the averaged weights into the model.
-    """
+    """A callback that logs the live weights' validation (`val_live_*`, beside the averaged weights' `val_*`,
+    which lag behind early on) and each epoch's wall time (`epoch_seconds`). Runs before SwapEMAWeights."""
     import keras
 
     class LiveValidation(keras.callbacks.Callback):
@@ -217,10 +195,9 @@ def live_validation(val_data):
 
 
 def random_state_backup(directory):
-    """A callback that keeps the random-number state of a run at the end of every epoch and puts it back
-    at the start of the next: Python's `random` (Keras shuffles the batch order with it) and the dropout
-    layers' seeds. BackupAndRestore keeps the weights and the optimizer but not these, and a resumed run
-    needs them to draw the same batches and dropout masks as an uninterrupted one."""
+    """A callback that saves, after each epoch, what BackupAndRestore does not and a resumed run needs to
+    draw the same batches and dropout masks: Python's `random` (Keras shuffles batches with it) and the
+    dropout layers' seeds; it puts them back when a resumed run starts that epoch."""
     import keras
 
     class RandomStateBackup(keras.callbacks.Callback):
@@ -257,6 +234,9 @@ def read_log(path):
         return [{key: float(value) for key, value in row.items()} for row in csv.DictReader(handle)]
 
 
+# ----------------------------------------------------------------------------- training
+
+
 def train_model(
     data_path=None,
     epochs=EPOCHS,
@@ -268,14 +248,12 @@ def train_model(
     strategy="default",
     verbose="auto",
 ):
-    """Train from scratch (or resume) and return `(model, results)`.
+    """Train from scratch (or resume) and return `(model, results)`: the weights of the best epoch by
+    validation loss, and the test accuracies with what it takes to reproduce them.
 
-    `results` holds the test accuracies and everything needed to reproduce the
-    run. Validation, checkpoints and the returned model use the optimizer's
-    moving average of the weights; the best epoch's (by validation loss) are
-    restored at the end. Every planned epoch runs: the schedule, not early
-    stopping, sets the length of a run. Files go to `work_dir` only: the best
-    model, the CSV log and the BackupAndRestore state.
+    Validation, checkpoints and the returned model use the optimizer's moving
+    average of the weights. Every planned epoch runs: the learning-rate schedule,
+    not early stopping, sets a run's length. Files go to `work_dir` only.
     """
     import keras
 
@@ -300,8 +278,8 @@ def train_model(
         shutil.rmtree(backup_dir, ignore_errors=True)
     earlier_epochs = read_log(log_path) if resume else []
     swap_ema = keras.callbacks.SwapEMAWeights(swap_on_epoch=True)
-    # The backup is taken at the end of an epoch, with the averaged weights in the model (as every
-    # epoch ends); a resumed run then swaps the live ones back exactly as the next epoch would.
+    # The backup holds the averaged weights (as the model does at every epoch's end), so a resumed run
+    # swaps the live ones back in exactly as the next epoch would.
     swap_ema._ema_weights_in_model = (backup_dir / "training_metadata.json").exists()
     callbacks = [
         keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs: train_data.set_epoch(epoch)),
@@ -314,8 +292,8 @@ def train_model(
             initial_value_threshold=min((row["val_loss"] for row in earlier_epochs), default=None),
         ),
         random_state_backup(backup_dir),
-        # Backed up before the epoch's row is logged: a logged epoch is never trained again. A run killed
-        # while writing the backup resumes from the one before (double_checkpoint).
+        # Backed up before the epoch is logged, so a logged epoch never trains again; a run killed while
+        # writing the backup resumes from the one before (double_checkpoint).
         keras.callbacks.BackupAndRestore(str(backup_dir), double_checkpoint=True),
         keras.callbacks.CSVLogger(str(log_path), append=resume),
     ]
@@ -356,9 +334,6 @@ def train_model(
     return model, results
 
 
-# ----------------------------------------------------------------------------- provenance
-
-
 def data_checksum(*arrays):
     """SHA-256 over the raw bytes of the arrays, in order."""
     digest = hashlib.sha256()
@@ -369,9 +344,9 @@ def data_checksum(*arrays):
 
 def code_version():
     """The git commit of this checkout (with '+dirty' for uncommitted changes), or 'unknown'."""
-    here = Path(__file__).resolve().parent
 
     def git(*args):
+        here = Path(__file__).resolve().parent
         return subprocess.run(["git", *args], cwd=here, capture_output=True, text=True, check=True).stdout.strip()
 
     try:
@@ -382,11 +357,10 @@ def code_version():
 
 
 def describe_cpu():
-    """The CPU's name and its widest vector instructions: oneDNN picks its kernels by them, so a seeded run
-    is bit-identical only on machines of the same instruction set."""
+    """The CPU's name and widest vector instructions: seeded runs are bit-identical only on one of them."""
     cpuinfo = Path("/proc/cpuinfo")
-    fields = dict(line.partition(":")[::2] for line in cpuinfo.read_text().splitlines()) if cpuinfo.exists() else {}
-    fields = {key.strip(): value.strip() for key, value in fields.items()}
+    lines = cpuinfo.read_text().splitlines() if cpuinfo.exists() else []
+    fields = {key.strip(): value.strip() for key, _, value in (line.partition(":") for line in lines)}
     flags = fields.get("flags", "").split()
     return {
         "cpu": fields.get("model name") or platform.processor() or "unknown",
@@ -395,12 +369,8 @@ def describe_cpu():
 
 
 def keep_freed_memory():
-    """Ask glibc to keep freed memory for reuse instead of handing it back to the operating system.
-
-    A training step frees and reallocates the same large buffers every time;
-    returning them to the OS makes each step page-fault them back in, which
-    slows training with a Python data pipeline. No effect off glibc.
-    """
+    """Ask glibc to keep freed memory rather than return it to the system: each training step frees and
+    reallocates the same large buffers, and page-faulting them back in slows it down. No effect off glibc."""
     try:
         libc = ctypes.CDLL("libc.so.6")
     except OSError:
@@ -414,15 +384,14 @@ def keep_freed_memory():
 
 
 def write_model_archive(model, metadata, path):
-    """Write model.zip (`model.keras` + `metadata.json` with its SHA-256) aside, then rename into place."""
+    """Write model.zip (`model.keras` + `metadata.json` with its SHA-256) aside, then rename it into place."""
     from evaluate_func import METADATA_MEMBER, MODEL_MEMBER, file_sha256
 
     path = Path(path)
     with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
-        keras_path = Path(tmp) / MODEL_MEMBER
+        keras_path, staged = Path(tmp) / MODEL_MEMBER, Path(tmp) / ARCHIVE_FILE
         model.save(keras_path)
         metadata = {**metadata, "model_sha256": file_sha256(keras_path)}
-        staged = Path(tmp) / ARCHIVE_FILE
         with zipfile.ZipFile(staged, "w", zipfile.ZIP_DEFLATED) as archive:
             archive.write(keras_path, MODEL_MEMBER)
             archive.writestr(METADATA_MEMBER, json.dumps(metadata, indent=2))
@@ -430,10 +399,8 @@ def write_model_archive(model, metadata, path):
 
 
 def replace_all_or_none(names, staging_dir, output_dir):
-    """Move the staged files `names` into `output_dir`: all of them, or, if a move fails, none.
-
-    The files they replace are set aside first and put back when a move fails.
-    """
+    """Move the staged files `names` into `output_dir`, all of them or, when a move fails, none: the files
+    they replace are set aside first and put back."""
     with tempfile.TemporaryDirectory(dir=output_dir, prefix=".previous-") as previous:
         old = [name for name in names if (output_dir / name).exists()]
         for name in old:
@@ -460,8 +427,7 @@ def ensure_writable(directory):
 
 @contextlib.contextmanager
 def native_stderr_silenced():
-    """Hide what TensorFlow's C++ libraries write while they load (oneDNN and CUDA notices that come
-    before any logging setting applies); Python's own errors still show once the block ends."""
+    """Hide what TensorFlow's C++ libraries print while they load, before any logging setting applies."""
     sys.stderr.flush()
     saved = os.dup(2)
     try:
@@ -475,16 +441,14 @@ def native_stderr_silenced():
 
 def main(argv=None):
     args = parse_args(argv)
-    output_dir = args.output_dir
+    output_dir, work_dir = args.output_dir, args.output_dir / "checkpoints"
     try:
         ensure_writable(output_dir)
     except OSError as error:
         print(f"train.py: error: output directory {str(output_dir)!r} is not writable: {error}", file=sys.stderr)
         return 2
-    work_dir = output_dir / "checkpoints"
     with native_stderr_silenced():
         import keras  # noqa: F401  (loads TensorFlow quietly)
-
     from network_architecture import save_model_plot
 
     try:
@@ -503,18 +467,15 @@ def main(argv=None):
         print(f"train.py: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(
-            f"train.py: interrupted; nothing saved was replaced. Continue with --resume --output-dir {output_dir}",
-            file=sys.stderr,
-        )
+        message = f"interrupted; nothing saved was replaced. Continue with --resume --output-dir {output_dir}"
+        print(f"train.py: {message}", file=sys.stderr)
         return 130
     print(f"test digit accuracy: {results['test_digit_accuracy']:.4%}")
     print(f"test sum accuracy:   {results['test_sum_accuracy']:.4%}")
-    if not is_chief(model.distribute_strategy):
+    if not model.distribute_strategy.extended.should_checkpoint:  # a worker; the chief saves
         shutil.rmtree(staging_dir(work_dir, model.distribute_strategy))
         print("trained as a worker; the chief saves the results")
         return 0
-
     try:
         write_model_archive(model, results, work_dir / ARCHIVE_FILE)
         names = [ARCHIVE_FILE, HISTORY_FILE] + ([PLOT_FILE] if save_model_plot(model, work_dir / PLOT_FILE) else [])

@@ -93,7 +93,7 @@ def test_one_addend_serves_every_image():
     "images, message",
     [
         (np.zeros((28, 27)), r"must have shape \(28, 28\), \(N, 28, 28\) or \(N, 28, 28, 1\), got \(28, 27\)"),
-        ([[0] * 28] * 27 + [[0] * 27], "is not a numeric array"),
+        ([[0] * 28] * 27 + [[0] * 27], "is not an array of numbers 0-255"),
         (np.zeros((0, 28, 28)), "empty"),
         (np.full((28, 28), np.nan), "NaN"),
         (np.full((28, 28), np.inf), "infinite"),

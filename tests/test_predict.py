@@ -137,7 +137,7 @@ def test_when_every_image_is_bad_there_is_one_error_each_and_no_table(model_file
 def test_a_bad_addend(value, capsys):
     assert main([RED_THREE, "--addend", value]) == 2
     (error,) = error_lines(capsys.readouterr().err)
-    assert "--addend" in error and "0-9" in error
+    assert "--addend" in error and value in error
 
 
 def test_a_missing_or_broken_model(tmp_path, capsys):
@@ -175,7 +175,7 @@ def test_a_mistyped_command_is_answered_without_waiting_for_tensorflow(tmp_path)
     assert usage.returncode == 0 and usage.stdout.startswith("usage: predict.py")
     typo = run(RED_THREE, "--addend", "x")
     assert typo.returncode == 2 and error_lines(typo.stderr) == [
-        "predict.py: error: argument --addend: must be an integer 0-9, got 'x' (see predict.py --help)"
+        "predict.py: error: argument --addend: invalid int value: 'x' (see predict.py --help)"
     ]
     assert "TensorFlow was imported" in run(RED_THREE, "--addend", "1").stderr  # a real run does need it
 
