@@ -50,15 +50,14 @@ ARCHIVE_FILE = "model.zip"
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add = parser.add_argument
-    add("--epochs", type=positive_int, help=f"default {EPOCHS} ({QUICK['epochs']} with --quick)")
-    add("--batch-size", type=positive_int, default=BATCH_SIZE)
-    add("--seed", type=int, default=SEED)
-    add("--data", metavar="PATH", help="mnist.npz (default: $MNIST_NPZ, else Keras' download)")
-    add("--output-dir", type=Path, help="default: . (runs/quick with --quick)")
-    add("--quick", action="store_true", help="a small subset and few epochs, for a look in a minute")
-    add("--resume", action="store_true", help="continue the interrupted run in OUTPUT_DIR")
-    add(
+    parser.add_argument("--epochs", type=positive_int, help=f"default {EPOCHS} ({QUICK['epochs']} with --quick)")
+    parser.add_argument("--batch-size", type=positive_int, default=BATCH_SIZE)
+    parser.add_argument("--seed", type=int, default=SEED)
+    parser.add_argument("--data", metavar="PATH", help="mnist.npz (default: $MNIST_NPZ, else Keras' download)")
+    parser.add_argument("--output-dir", type=Path, help="default: . (runs/quick with --quick)")
+    parser.add_argument("--quick", action="store_true", help="a small subset and few epochs, for a look in a minute")
+    parser.add_argument("--resume", action="store_true", help="continue the interrupted run in OUTPUT_DIR")
+    parser.add_argument(
         "--strategy",
         choices=("default", "mirrored", "multiworker"),
         default="default",
