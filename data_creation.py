@@ -170,13 +170,40 @@ def draw_addends(count, rng):
     return rng.integers(0, NUM_DIGITS, size=count)
 
 
-def evaluation_addends(count, seed, split):
+def check_allowed_pairs(allowed_pairs):
+    """Check a (10 digits, 10 addends) table of booleans, True where a (digit, addend) pair may be drawn,
+    and return it as a NumPy array; every digit needs at least one addend."""
+    table = np.asarray(allowed_pairs)
+    if table.shape != (NUM_DIGITS, NUM_DIGITS) or table.dtype != bool:
+        raise ValueError(f"allowed_pairs must be a (10, 10) boolean table, got {table.dtype} {table.shape}")
+    lonely = np.flatnonzero(~table.any(axis=1))
+    if len(lonely):
+        raise ValueError(f"allowed_pairs allows no addend for digit(s) {lonely.tolist()}")
+    return table
+
+
+def draw_allowed_addends(digits, rng, allowed_pairs):
+    """One random addend per digit, drawn evenly among the addends that `allowed_pairs` allows for it."""
+    table = check_allowed_pairs(allowed_pairs)
+    digits = np.atleast_1d(as_class_indices(digits, "digits", NUM_DIGITS))
+    allowed_first = np.argsort(~table, axis=1, kind="stable")  # per digit: its allowed addends, in order, first
+    picks = (rng.random(len(digits)) * table.sum(axis=1)[digits]).astype(np.int64)
+    return allowed_first[digits, picks]
+
+
+def evaluation_addends(count, seed, split, digits=None, allowed_pairs=None):
     """The fixed addends of a run's "validation" or "test" images, so that train.py, bench.py and the
-    notebook score the same (image, addend) pairs."""
+    notebook score the same (image, addend) pairs. Given `allowed_pairs`, the images' `digits` get
+    addends drawn among the allowed pairs only."""
     offsets = {"validation": 1, "test": 2}
     if split not in offsets:
         raise ValueError(f"split must be 'validation' or 'test', got {split!r}")
-    return draw_addends(count, np.random.default_rng(seed + offsets[split]))
+    rng = np.random.default_rng(seed + offsets[split])
+    if allowed_pairs is None:
+        return draw_addends(count, rng)
+    if digits is None or len(digits) != count:
+        raise ValueError(f"allowed_pairs needs the digits of the {count} images")
+    return draw_allowed_addends(digits, rng, allowed_pairs)
 
 
 def train_validation_split(images, digits, validation_size, seed):
@@ -233,11 +260,22 @@ class MnistSumDataset(keras.utils.PyDataset):
     re-draws their addends every epoch, from `seed` and the epoch number, so the
     network meets new (image, addend) pairs each epoch and a run is reproducible.
     Given `augmentation` (`augment_images`' keyword arguments), it also warps the
-    images of the first `augment_epochs` epochs (None: of all of them).
+    images of the first `augment_epochs` epochs (None: of all of them). Given
+    `allowed_pairs` (see `check_allowed_pairs`), a training set draws only those
+    (digit, addend) pairs: the others are withheld, to ask whether the network adds.
     """
 
     def __init__(
-        self, images, digits, batch_size, addends=None, seed=0, augmentation=None, augment_epochs=None, **kwargs
+        self,
+        images,
+        digits,
+        batch_size,
+        addends=None,
+        seed=0,
+        augmentation=None,
+        augment_epochs=None,
+        allowed_pairs=None,
+        **kwargs,
     ):
         super().__init__(**kwargs)
         images = np.asarray(images)
@@ -259,6 +297,7 @@ class MnistSumDataset(keras.utils.PyDataset):
             self.order = np.arange(len(images))
         self.augmentation = augmentation if self.training else None
         self.augment_epochs = augment_epochs
+        self.allowed_pairs = None if allowed_pairs is None else check_allowed_pairs(allowed_pairs)
         self.set_epoch(0)
 
     def _one_per_image(self, values, name):
@@ -296,4 +335,7 @@ class MnistSumDataset(keras.utils.PyDataset):
         if self.training:
             rng = np.random.default_rng([self.seed, epoch])
             self.order = rng.permutation(len(self.images))
-            self.addends = draw_addends(len(self.images), rng)
+            if self.allowed_pairs is None:
+                self.addends = draw_addends(len(self.images), rng)
+            else:
+                self.addends = draw_allowed_addends(self.digits, rng, self.allowed_pairs)

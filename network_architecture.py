@@ -1,25 +1,36 @@
 """The two-input / two-output convolutional network.
 
     image  (28, 28, 1) raw MNIST pixels 0-255 --> CNN --> digit (10-way softmax)
-    addend (10,) one-hot  ----------------------------+--> sum (19-way softmax)
+    addend (10,) one-hot  ----------------------------+--> sum (19 probabilities)
 
-The sum branch sees the digit branch's probabilities and the addend as an
-outer product: 100 (digit, addend) pair features, one per cell of the addition
-table, that learned dense layers map to the 19 sums. Nothing in the network
-adds numbers; it learns that 3 and 4 make 7 from the labels alone.
+The sum head turns the digit's probabilities and the addend into the sum's.
+Three heads can be built (`SUM_HEADS`); EXPERIMENTS.md ("Does it add?") compares them:
+
+- "number_line" (the default): a learned Dense layer reads what number the
+  addend's one-hot stands for, as probabilities over 0-9, and `AddDistributions`
+  adds the two numbers: P(sum = s) = sum over d of P(digit = d) P(addend = s - d).
+  Adding a then shifts every digit's probabilities by the same amount, so a
+  (digit, addend) pair never seen in training is answered as well as the others.
+- "outer_product": the 100 (digit, addend) pair features, one per cell of the
+  addition table, mapped to the 19 sums by dense layers. It learns the table
+  cell by cell: a cell that training never filled has no answer.
+- "concat_mlp": a dense layer on the digit's probabilities next to the addend
+  (the original project's kind); it too learns the table by rote.
 """
 
 import warnings
 
 import keras
-from keras import layers
+import numpy as np
+from keras import layers, ops
 
 from data_creation import IMAGE_SIZE, NUM_DIGITS, NUM_SUMS
 
 FILTERS = (16, 48, 64, 128)  # the four convolutions: few filters on the large maps, more as the maps shrink
 DENSE_UNITS = 128
 DROPOUT = 0.3
-SUM_UNITS = 64
+SUM_UNITS = 64  # hidden units of the outer_product and concat_mlp heads
+DEFAULT_SUM_HEAD = "number_line"
 BN_MOMENTUM = 0.9  # Keras' 0.99 leaves the moving statistics far off after a few hundred steps
 
 
@@ -36,13 +47,60 @@ def conv_block(x, filters, kernel_size, name, pool=False):
     return layers.ReLU(name=f"{name}_relu")(x)
 
 
-def build_model():
+@keras.saving.register_keras_serializable(package="mnist_digit_sum")
+class AddDistributions(layers.Layer):
+    """The probabilities of a + b over 0-18, given those of two independent numbers a and b over 0-9.
+
+    P(a + b = s) is the sum of P(a) P(b) over the pairs with a + b = s: the
+    anti-diagonals of the 10 x 10 outer product. The layer has no weights; it
+    knows how numbers add, not what the addend's one-hot means.
+    """
+
+    def call(self, inputs):
+        a, b = inputs
+        pair_to_sum = np.eye(NUM_SUMS)[np.add.outer(np.arange(NUM_DIGITS), np.arange(NUM_DIGITS))]  # (10, 10, 19)
+        return ops.einsum("ni,nj,ijs->ns", a, b, ops.cast(pair_to_sum, a.dtype))
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0][0], NUM_SUMS)
+
+
+def number_line_head(digit, addend):
+    """The addend's value as probabilities over 0-9 (learned), added to the digit's by `AddDistributions`."""
+    addend_value = layers.Dense(NUM_DIGITS, activation="softmax", name="addend_value")(addend)
+    return AddDistributions(name="sum")([digit, addend_value])
+
+
+def outer_product_head(digit, addend):
+    """Outer product digit-probabilities x addend one-hot, (10, 1) * (1, 10) -> 100 pair features -> dense."""
+    digit_column = layers.Reshape((NUM_DIGITS, 1), name="digit_column")(digit)
+    addend_row = layers.Reshape((1, NUM_DIGITS), name="addend_row")(addend)
+    pairs = layers.Multiply(name="digit_addend_pairs")([digit_column, addend_row])
+    pairs = layers.Flatten(name="pair_features")(pairs)
+    hidden = layers.Dense(SUM_UNITS, activation="relu", name="sum_hidden")(pairs)
+    return layers.Dense(NUM_SUMS, activation="softmax", name="sum")(hidden)
+
+
+def concat_mlp_head(digit, addend):
+    """The digit's probabilities next to the addend one-hot (20 numbers) -> dense -> the 19 sums."""
+    both = layers.Concatenate(name="digit_and_addend")([digit, addend])
+    hidden = layers.Dense(SUM_UNITS, activation="relu", name="sum_hidden")(both)
+    return layers.Dense(NUM_SUMS, activation="softmax", name="sum")(hidden)
+
+
+SUM_HEADS = {"number_line": number_line_head, "outer_product": outer_product_head, "concat_mlp": concat_mlp_head}
+
+
+def build_model(sum_head=DEFAULT_SUM_HEAD):
     """Return the uncompiled functional model with inputs `image`, `addend` and outputs `digit`, `sum`.
 
-    Valid convolutions shrink the maps quickly (28 -> 24 -> 12 -> 10 -> 8 -> 4 -> 2)
-    and the widths grow as they shrink, which keeps the cost near 3 M
-    multiply-adds per image: small enough to train in minutes on a laptop CPU.
+    `sum_head` names one of `SUM_HEADS`. Valid convolutions shrink the maps
+    quickly (28 -> 24 -> 12 -> 10 -> 8 -> 4 -> 2) and the widths grow as they
+    shrink, which keeps the cost near 3 M multiply-adds per image: small enough
+    to train in minutes on a laptop CPU.
     """
+    if sum_head not in SUM_HEADS:
+        raise ValueError(f"sum_head must be one of {sorted(SUM_HEADS)}, got {sum_head!r}")
     image = keras.Input((IMAGE_SIZE, IMAGE_SIZE, 1), name="image")
     addend = keras.Input((NUM_DIGITS,), name="addend")
 
@@ -56,14 +114,7 @@ def build_model():
     x = layers.Dense(DENSE_UNITS, activation="relu", name="features")(x)
     x = layers.Dropout(DROPOUT, name="head_dropout")(x)
     digit = layers.Dense(NUM_DIGITS, activation="softmax", name="digit")(x)
-
-    # Outer product digit-probabilities x addend one-hot: (10, 1) * (1, 10) -> (10, 10).
-    digit_column = layers.Reshape((NUM_DIGITS, 1), name="digit_column")(digit)
-    addend_row = layers.Reshape((1, NUM_DIGITS), name="addend_row")(addend)
-    pairs = layers.Multiply(name="digit_addend_pairs")([digit_column, addend_row])
-    pairs = layers.Flatten(name="pair_features")(pairs)
-    s = layers.Dense(SUM_UNITS, activation="relu", name="sum_hidden")(pairs)
-    total = layers.Dense(NUM_SUMS, activation="softmax", name="sum")(s)
+    total = SUM_HEADS[sum_head](digit, addend)
     return keras.Model({"image": image, "addend": addend}, {"digit": digit, "sum": total}, name="mnist_digit_sum")
 
 

@@ -28,6 +28,8 @@ import time
 import zipfile
 from pathlib import Path
 
+import numpy as np
+
 # ----------------------------------------------------------------------------- the recipe
 EPOCHS = 18
 BATCH_SIZE = 128
@@ -95,21 +97,29 @@ def split_mnist(mnist, seed, quick):
     return tuple((images[:size], digits[:size]) for (images, digits), size in zip(splits, sizes, strict=True))
 
 
-def training_data(images, digits, batch_size, epochs, seed):
-    """The training batches: augmented, except in the last CLEAN_EPOCHS epochs (at most half the run)."""
+def training_data(images, digits, batch_size, epochs, seed, allowed_pairs=None):
+    """The training batches: augmented, except in the last CLEAN_EPOCHS epochs (at most half the run);
+    only the `allowed_pairs` of (digit, addend) when given."""
     from data_creation import MnistSumDataset
 
     augment_epochs = epochs - min(CLEAN_EPOCHS, epochs // 2)
     return MnistSumDataset(
-        images, digits, batch_size, seed=seed, augmentation=AUGMENTATION, augment_epochs=augment_epochs
+        images,
+        digits,
+        batch_size,
+        seed=seed,
+        augmentation=AUGMENTATION,
+        augment_epochs=augment_epochs,
+        allowed_pairs=allowed_pairs,
     )
 
 
-def evaluation_data(images, digits, seed, split):
-    """The "validation" or "test" batches: fixed, seeded addends, no augmentation."""
+def evaluation_data(images, digits, seed, split, allowed_pairs=None):
+    """The "validation" or "test" batches: fixed, seeded addends (of the `allowed_pairs` only, when
+    given), no augmentation."""
     from data_creation import MnistSumDataset, evaluation_addends
 
-    addends = evaluation_addends(len(images), seed, split)
+    addends = evaluation_addends(len(images), seed, split, digits, allowed_pairs)
     return MnistSumDataset(images, digits, EVALUATION_BATCH_SIZE, addends=addends)
 
 
@@ -130,12 +140,13 @@ def ema_momentum(steps_per_epoch, epochs):
     return 1 - 1 / max(1.0, min(EMA_STEPS, epochs * steps_per_epoch / 5))
 
 
-def compiled_model(steps_per_epoch, epochs):
-    """The network, compiled with the recipe's schedule, weight decay and weight average."""
+def compiled_model(steps_per_epoch, epochs, sum_head):
+    """The network with the named sum head, compiled with the recipe's schedule, weight decay and weight
+    average."""
     from network_architecture import build_model, compile_model
 
     return compile_model(
-        build_model(),
+        build_model(sum_head),
         learning_rate=learning_rate_schedule(steps_per_epoch, epochs),
         weight_decay=WEIGHT_DECAY,
         ema_momentum=ema_momentum(steps_per_epoch, epochs),
@@ -246,9 +257,15 @@ def train_model(
     resume=False,
     strategy="default",
     verbose="auto",
+    sum_head=None,
+    allowed_pairs=None,
 ):
     """Train from scratch (or resume) and return `(model, results)`: the weights of the best epoch by
     validation loss, and the test accuracies with what it takes to reproduce them.
+
+    `sum_head` names one of network_architecture.SUM_HEADS (None: the default).
+    `allowed_pairs`, a (10, 10) boolean table of (digit, addend), limits the
+    training and validation pairs to those allowed; the test set keeps all of them.
 
     Validation, checkpoints and the returned model use the optimizer's moving
     average of the weights. Every planned epoch runs: the learning-rate schedule,
@@ -257,18 +274,20 @@ def train_model(
     import keras
 
     from data_creation import load_mnist
+    from network_architecture import DEFAULT_SUM_HEAD
 
+    sum_head = sum_head or DEFAULT_SUM_HEAD
     version = code_version()  # the code this run starts with
     keep_freed_memory()
     keras.utils.set_random_seed(seed)
     mnist = load_mnist(data_path)
     (x_train, y_train), (x_val, y_val), (x_test, y_test) = split_mnist(mnist, seed, quick)
-    train_data = training_data(x_train, y_train, batch_size, epochs, seed)
-    val_data = evaluation_data(x_val, y_val, seed, "validation")
+    train_data = training_data(x_train, y_train, batch_size, epochs, seed, allowed_pairs)
+    val_data = evaluation_data(x_val, y_val, seed, "validation", allowed_pairs)
 
     distribution = distribution_strategy(strategy)
     with distribution.scope():
-        model = compiled_model(len(train_data), epochs)
+        model = compiled_model(len(train_data), epochs, sum_head)
 
     work_dir = staging_dir(Path(work_dir), distribution)
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -320,6 +339,8 @@ def train_model(
             "augmented_epochs": train_data.augment_epochs,
             "quick": quick,
             "strategy": strategy,
+            "sum_head": sum_head,
+            "withheld_pairs": None if allowed_pairs is None else np.argwhere(~np.asarray(allowed_pairs)).tolist(),
             "train_images": len(x_train),
             "validation_images": len(x_val),
         },
