@@ -22,6 +22,7 @@ import numpy as np
 from sklearn.metrics import classification_report, confusion_matrix
 
 from data_creation import NUM_DIGITS, NUM_SUMS, as_class_indices, as_mnist_batch, encode_addends, sum_labels
+from network_architecture import AddDistributions  # noqa: F401  (registered: saved models that use it load)
 
 MODEL_MEMBER = "model.keras"
 METADATA_MEMBER = "metadata.json"

@@ -194,6 +194,24 @@ def plot_addition_table(table, path=None):
     return _finish(fig, path)
 
 
+def plot_addend_values(values, path=None):
+    """What a number_line sum head reads from each addend's one-hot: a (10 addends, 10 values) matrix of
+    probabilities as a heatmap, in percent. A head that has learned to add has 100% on the diagonal."""
+    values = np.asarray(values, dtype=float)
+    if values.shape != (NUM_DIGITS, NUM_DIGITS) or not np.all(np.isfinite(values)) or np.any(values < 0):
+        raise ValueError(f"values must be a 10x10 matrix of probabilities, got shape {values.shape}")
+    if not np.allclose(values.sum(axis=1), 1, atol=1e-3):
+        raise ValueError("each row of values (one addend) must sum to 1")
+    percent = np.rint(100 * values)
+    fig, ax = plt.subplots(figsize=(6.5, 5.5), layout="constrained")
+    shown = ax.imshow(percent, cmap="Blues", vmin=0, vmax=100)
+    fig.colorbar(shown, ax=ax, shrink=0.8, label="probability (%)")
+    _write_values(ax, shown, percent, np.argwhere(percent >= 1), fontsize=9)
+    ax.set(xticks=range(NUM_DIGITS), yticks=range(NUM_DIGITS), xlabel="value read (how far the sum moves)")
+    ax.set(ylabel="addend (one-hot input)", title="What the sum head reads from each addend")
+    return _finish(fig, path)
+
+
 def _image_grid(count, cols, height=1.5):
     """A figure with `count` tickless image axes in rows of up to `cols`; returns it and the axes, flat."""
     cols = min(cols, count)

@@ -6,7 +6,7 @@
 The sum head turns the digit's probabilities and the addend into the sum's.
 Three heads can be built (`SUM_HEADS`); EXPERIMENTS.md ("Does it add?") compares them:
 
-- "number_line" (the default): a learned Dense layer reads what number the
+- "number_line" (the default): a small learned MLP reads what number the
   addend's one-hot stands for, as probabilities over 0-9, and `AddDistributions`
   adds the two numbers: P(sum = s) = sum over d of P(digit = d) P(addend = s - d).
   Adding a then shifts every digit's probabilities by the same amount, so a
@@ -30,6 +30,7 @@ FILTERS = (16, 48, 64, 128)  # the four convolutions: few filters on the large m
 DENSE_UNITS = 128
 DROPOUT = 0.3
 SUM_UNITS = 64  # hidden units of the outer_product and concat_mlp heads
+ADDEND_UNITS = 32  # hidden units of the number_line head's addend reader
 DEFAULT_SUM_HEAD = "number_line"
 BN_MOMENTUM = 0.9  # Keras' 0.99 leaves the moving statistics far off after a few hundred steps
 
@@ -66,8 +67,11 @@ class AddDistributions(layers.Layer):
 
 
 def number_line_head(digit, addend):
-    """The addend's value as probabilities over 0-9 (learned), added to the digit's by `AddDistributions`."""
-    addend_value = layers.Dense(NUM_DIGITS, activation="softmax", name="addend_value")(addend)
+    """The addend's value as probabilities over 0-9, read by a small learned MLP, added to the digit's by
+    `AddDistributions`. (One Dense layer alone reads the addend too, but learns it far more slowly: each of
+    its logits is one weight, which the optimizer moves by about one learning rate per step.)"""
+    hidden = layers.Dense(ADDEND_UNITS, activation="relu", name="addend_hidden")(addend)
+    addend_value = layers.Dense(NUM_DIGITS, activation="softmax", name="addend_value")(hidden)
     return AddDistributions(name="sum")([digit, addend_value])
 
 

@@ -140,13 +140,13 @@ def ema_momentum(steps_per_epoch, epochs):
     return 1 - 1 / max(1.0, min(EMA_STEPS, epochs * steps_per_epoch / 5))
 
 
-def compiled_model(steps_per_epoch, epochs, sum_head):
-    """The network with the named sum head, compiled with the recipe's schedule, weight decay and weight
-    average."""
-    from network_architecture import build_model, compile_model
+def compiled_model(steps_per_epoch, epochs, sum_head=None):
+    """The network with the named sum head (None: build_model's default), compiled with the recipe's
+    schedule, weight decay and weight average."""
+    from network_architecture import DEFAULT_SUM_HEAD, build_model, compile_model
 
     return compile_model(
-        build_model(sum_head),
+        build_model(sum_head or DEFAULT_SUM_HEAD),
         learning_rate=learning_rate_schedule(steps_per_epoch, epochs),
         weight_decay=WEIGHT_DECAY,
         ema_momentum=ema_momentum(steps_per_epoch, epochs),
@@ -276,7 +276,6 @@ def train_model(
     from data_creation import load_mnist
     from network_architecture import DEFAULT_SUM_HEAD
 
-    sum_head = sum_head or DEFAULT_SUM_HEAD
     version = code_version()  # the code this run starts with
     keep_freed_memory()
     keras.utils.set_random_seed(seed)
@@ -339,7 +338,7 @@ def train_model(
             "augmented_epochs": train_data.augment_epochs,
             "quick": quick,
             "strategy": strategy,
-            "sum_head": sum_head,
+            "sum_head": sum_head or DEFAULT_SUM_HEAD,
             "withheld_pairs": None if allowed_pairs is None else np.argwhere(~np.asarray(allowed_pairs)).tolist(),
             "train_images": len(x_train),
             "validation_images": len(x_val),

@@ -294,6 +294,28 @@ def test_addition_table_rejects_bad_tables(table, message):
         helper_mnist.plot_addition_table(table)
 
 
+def test_addend_values_show_each_probability_in_percent_in_its_cell(tmp_path):
+    values = np.eye(10)
+    values[7] = 0.0
+    values[7, [7, 2]] = 0.75, 0.25  # addend 7 read as 7 three times in four, as 2 once
+    fig = helper_mnist.plot_addend_values(values, path=tmp_path / "v.png")
+    ax = fig.axes[0]
+    cells = {(text.get_position(), text.get_text()) for text in ax.texts}
+    assert len(ax.texts) == 11 and ((2, 7), "25") in cells and ((7, 7), "75") in cells and ((3, 3), "100") in cells
+    np.testing.assert_array_equal(ax.images[0].get_array(), np.rint(100 * values))
+    assert ax.get_ylabel().startswith("addend") and is_png(tmp_path / "v.png")
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [(np.eye(9), r"10x10 matrix of probabilities, got shape \(9, 9\)"), (np.eye(10) * 2, "must sum to 1"),
+     (np.full((10, 10), np.nan), "10x10 matrix of probabilities")],
+)  # fmt: skip
+def test_addend_values_reject_what_is_no_table_of_probabilities(values, message):
+    with pytest.raises(ValueError, match=message):
+        helper_mnist.plot_addend_values(values)
+
+
 # --------------------------------------------------------------------------- outside images
 
 
