@@ -6,7 +6,7 @@ MNIST_NPZ ?= $(abspath $(wildcard ../shared/data/mnist.npz))
 export MNIST_NPZ
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 
-.PHONY: train test lint bench notebook demo clean
+.PHONY: train test lint bench notebook demo unseen-pairs clean
 
 $(BIN)/activate: requirements.txt requirements-dev.txt pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,9 @@ bench: $(BIN)/activate  ## compare this model with the original project's archit
 
 demo: $(BIN)/activate  ## draw a digit in the browser: http://127.0.0.1:7860
 	$(BIN)/python demo.py $(ARGS)
+
+unseen-pairs: $(BIN)/activate  ## does it add? train with (digit, addend) pairs withheld, score the unseen ones
+	$(BIN)/python experiments/unseen_pairs.py $(ARGS)
 
 notebook: $(BIN)/activate  ## execute the notebook in place, outputs included
 	$(BIN)/jupyter nbconvert --to notebook --execute --inplace \

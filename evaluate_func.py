@@ -210,6 +210,16 @@ def evaluate_model(model, images, digits, addends):
     return results
 
 
+def read_addend_values(model):
+    """What a model with the number_line sum head reads from each addend: a (10 addends, 10 values) matrix
+    of probabilities, row a being how likely the head takes the one-hot of a to mean 0, 1, ..., 9."""
+    names = {layer.name for layer in model.layers}
+    if not {"addend", "addend_value"} <= names:
+        raise ValueError(f"model {model.name!r} has no number_line sum head (no 'addend_value' layer)")
+    reader = keras.Model(model.get_layer("addend").output, model.get_layer("addend_value").output)
+    return keras.ops.convert_to_numpy(reader(np.eye(NUM_DIGITS, dtype="float32")))
+
+
 def _labelled_images(images, digits):
     """Checked images (N, 28, 28, 1) and their digits (N,): one digit per image."""
     images = as_mnist_batch(images)

@@ -72,7 +72,11 @@ def main(argv=None):
         args = parser.parse_args(argv)
     except argparse.ArgumentError as error:  # exit_on_error=False: a bad value is reported in one line
         return fail(f"{error} (see {PROG} --help)")
-    from data_creation import draw_addends  # TensorFlow loads only now, so --help and typos are answered at once
+    from train import native_stderr_silenced
+
+    with native_stderr_silenced():  # TensorFlow loads only now, so --help and typos are answered at once
+        import keras  # noqa: F401  (its C++ start-up notices kept off the terminal)
+    from data_creation import draw_addends
     from evaluate_func import load_saved_model
     from image_preprocessing import preprocess_image
 
@@ -104,6 +108,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up notes off stderr
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ notes (the cuInit error too) off stderr
     os.environ.setdefault("MPLBACKEND", "Agg")  # figures go to files; no window
     sys.exit(main())

@@ -80,6 +80,7 @@ def score_pairs(model, images, digits, table):
     image asked for the sum with each of the ten addends."""
     from evaluate_func import predict_digit_and_sum
 
+    digits = np.asarray(digits, dtype=np.int64)
     hits = np.zeros((len(images), NUM_DIGITS), bool)  # image x addend: the sum was right
     for addend in range(NUM_DIGITS):
         predicted = predict_digit_and_sum(model, images, addend)
@@ -129,7 +130,7 @@ def run_one(head, withheld, seed, epochs, data_path=None, quick=False):
         "train_images": results["settings"]["train_images"],
         "head_parameters": head_parameters(model),
         "withheld_pairs": int((~table).sum()),
-        **score_pairs(model, x_test, y_test.astype(np.int64), table),
+        **score_pairs(model, x_test, y_test, table),
         "test_sum_accuracy": results["test_sum_accuracy"],  # the test images with their usual random addends
         "best_epoch": best + 1,
         "val_digit_accuracy": log[best]["val_digit_accuracy"],

@@ -56,6 +56,18 @@ def predicted_rows(model_file, files, addends):
     ]
 
 
+@pytest.mark.slow
+def test_the_command_as_readme_writes_it_prints_the_answer_and_nothing_on_stderr(model_file):
+    """TensorFlow's C++ start-up notices (absl, oneDNN, cuInit) stay off the terminal, with no setting made."""
+    environment = {key: value for key, value in os.environ.items() if key != "TF_CPP_MIN_LOG_LEVEL"}
+    done = subprocess.run(
+        [sys.executable, "predict.py", PLAIN_SEVEN, "--addend", "4", "--model", model_file],
+        cwd=ROOT, env=environment, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0 and done.stderr == ""
+    assert done.stdout.splitlines()[0].split() == ["file", "digit", "p(digit)", "addend", "sum", "p(sum)"]
+
+
 def test_json_output_is_the_networks_answer_for_each_image(model_file, capsys):
     assert main([RED_THREE, PLAIN_SEVEN, "--addend", "4", "--model", model_file, "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)

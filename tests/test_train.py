@@ -80,6 +80,7 @@ def test_short_real_training_learns_both_heads(mnist, tmp_path):
     metadata = read_metadata(tmp_path / "model.zip")
     assert metadata["test_images"] == 2000 and metadata["settings"]["quick"] is True
     assert metadata["settings"]["augmented_epochs"] == 2  # the third epoch sees plain images
+    assert metadata["settings"]["sum_head"] == "outer_product" and metadata["settings"]["withheld_pairs"] is None
     assert metadata["test_digit_accuracy"] >= 0.90
     assert metadata["test_sum_accuracy"] >= 0.60
     log = train.read_log(tmp_path / "training_history.log")

@@ -9,6 +9,7 @@ import pytest
 from conftest import ROOT, own_stderr_lines
 
 from data_creation import MnistSumDataset, check_allowed_pairs, draw_allowed_addends, evaluation_addends
+from evaluate_func import read_addend_values
 from network_architecture import SUM_HEADS, AddDistributions, build_model
 
 sys.path.insert(0, str(ROOT / "experiments"))
@@ -45,10 +46,10 @@ def test_every_head_answers_a_probability_distribution_over_the_sums_0_to_18(hea
     assert {t.name for t in model.inputs} == {"image", "addend"} and set(model.output_names) == {"digit", "sum"}
 
 
-def test_the_default_head_adds_what_it_reads_of_the_addend():
+def test_the_number_line_head_adds_what_it_reads_of_the_addend():
     """The number_line head's only weights read the addend's value; set them to "a means a" and the sum is the
     digit's probabilities moved a places along the number line, whatever the image."""
-    model = build_model()
+    model = build_model("number_line")
     assert not model.get_layer("sum").weights
     model.get_layer("addend_hidden").set_weights([np.eye(10, 32), np.zeros(32)])  # the one-hot, passed on
     model.get_layer("addend_value").set_weights([20 * np.eye(32, 10), np.zeros(10)])  # one-hot a -> value a
@@ -60,15 +61,26 @@ def test_the_default_head_adds_what_it_reads_of_the_addend():
         np.testing.assert_allclose(total[addend : addend + 10], digit, atol=1e-5)
 
 
+def test_read_addend_values_gives_each_addends_reading_and_refuses_a_table_head():
+    model = build_model("number_line")
+    model.get_layer("addend_hidden").set_weights([np.eye(10, 32), np.zeros(32)])
+    model.get_layer("addend_value").set_weights([20 * np.eye(32, 10)[:, ::-1], np.zeros(10)])  # a is read as 9 - a
+    values = read_addend_values(model)
+    assert values.shape == (10, 10) and np.array_equal(values.argmax(axis=1), 9 - np.arange(10))
+    np.testing.assert_allclose(values.sum(axis=1), 1.0, rtol=1e-5)
+    with pytest.raises(ValueError, match="has no number_line sum head"):
+        read_addend_values(build_model("outer_product"))
+
+
 def test_an_unknown_head_is_a_value_error_naming_the_choices():
     with pytest.raises(ValueError, match="sum_head must be one of .*'number_line'.*got 'table'"):
         build_model("table")
 
 
-def test_the_default_model_loads_safely_without_its_module_imported(tmp_path):
-    """A fresh process that imports only evaluate_func loads a saved default model with safe_mode=True and
-    computes the same sums."""
-    model = build_model()
+def test_the_adding_model_loads_safely_without_its_module_imported(tmp_path):
+    """A fresh process that imports only evaluate_func loads a saved number_line model (with its registered
+    AddDistributions layer) with safe_mode=True and computes the same sums."""
+    model = build_model("number_line")
     path = tmp_path / "model.keras"
     model.save(path)
     image = np.random.default_rng(3).integers(0, 256, (28, 28)).astype("float32")
