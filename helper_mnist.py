@@ -98,6 +98,7 @@ def plot_training_curves(history, path=None):
     if 0 in lengths.values() or len(set(lengths.values())) > 1:
         raise ValueError(f"history needs one value per epoch in every metric, got lengths {lengths}")
     epochs = np.asarray(logs.pop("epoch", getattr(history, "epoch", range(lengths["digit_loss"])))) + 1
+    averaged = any(key.startswith("val_live_") for key in logs)  # train.py's log: validation of both weights
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
     for ax, metric in zip(axes, METRICS, strict=True):
         for head, color in zip(HEADS, ("tab:blue", "tab:orange"), strict=True):
@@ -105,10 +106,14 @@ def plot_training_curves(history, path=None):
                 values = logs.get(f"{prefix}{head}_{metric}")
                 if values is not None:
                     values = 1 - values if metric == "accuracy" else values
+                    split = "validation, averaged weights" if prefix == "val_" and averaged else split
                     ax.plot(epochs, values, style, color=color, marker=".", label=f"{head} {split}")
+        if "val_loss" in logs:  # the epoch whose weights train.py keeps
+            best = epochs[np.argmin(logs["val_loss"])]
+            ax.axvline(best, color="grey", linewidth=1, label=f"lowest validation loss (epoch {best})")
         ax.set(title="loss" if metric == "loss" else "error rate (1 - accuracy)", xlabel="epoch", yscale="log")
         ax.xaxis.get_major_locator().set_params(integer=True)
-        ax.legend()
+        ax.legend(fontsize=8)
     return _finish(fig, path)
 
 

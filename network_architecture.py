@@ -92,7 +92,7 @@ def concat_mlp_head(digit, addend):
     return layers.Dense(NUM_SUMS, activation="softmax", name="sum")(hidden)
 
 
-SUM_HEADS = {"number_line": number_line_head, "outer_product": outer_product_head, "concat_mlp": concat_mlp_head}
+SUM_HEADS = {"outer_product": outer_product_head, "concat_mlp": concat_mlp_head, "number_line": number_line_head}
 
 
 def build_model(sum_head=DEFAULT_SUM_HEAD):

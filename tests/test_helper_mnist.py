@@ -156,13 +156,17 @@ def history_logs(epochs=3):
 
 
 def assert_curves(fig, epochs, first_epoch=1):
+    """Both panels draw training and validation of both heads over the epochs, and mark the epoch of the lowest
+    validation loss, the one train.py keeps."""
     loss, error = fig.axes
     assert [loss.get_title(), error.get_title()] == ["loss", "error rate (1 - accuracy)"]
     for ax in fig.axes:
-        labels = [line.get_label() for line in ax.get_lines()]
+        *curves, best = ax.get_lines()
+        labels = [line.get_label() for line in curves]
         assert labels == ["digit training", "digit validation", "sum training", "sum validation"]
-        for line in ax.get_lines():
+        for line in curves:
             assert line.get_xdata().tolist() == list(range(first_epoch, first_epoch + epochs))
+        assert best.get_label() == f"lowest validation loss (epoch {best.get_xdata()[0]})"
 
 
 def test_training_curves_from_a_dict_of_lists():
@@ -188,6 +192,25 @@ def test_training_curves_from_the_csv_log_with_a_learning_rate_column(tmp_path):
     assert_curves(fig, 5)
     assert np.allclose(fig.axes[0].get_lines()[0].get_ydata(), logs["digit_loss"])
     assert is_png(tmp_path / "c.png")
+
+
+def test_training_curves_of_train_py_tell_the_averaged_from_the_live_validation_and_mark_the_kept_epoch():
+    logs = history_logs(4)
+    logs["val_loss"] = [0.5, 0.2, 0.3, 0.4]
+    for head in ("digit", "sum"):
+        logs[f"val_live_{head}_loss"], logs[f"val_live_{head}_accuracy"] = [0.1] * 4, [0.9, 0.95, 0.97, 0.98]
+    fig = helper_mnist.plot_training_curves(logs)
+    error = fig.axes[1]
+    lines = {line.get_label(): line for line in error.get_lines()}
+    assert set(lines) == {
+        "digit training", "digit validation, averaged weights", "digit validation, live weights",
+        "sum training", "sum validation, averaged weights", "sum validation, live weights",
+        "lowest validation loss (epoch 2)",
+    }  # fmt: skip
+    np.testing.assert_allclose(lines["sum validation, live weights"].get_ydata(), [0.1, 0.05, 0.03, 0.02])
+    averaged = lines["digit validation, averaged weights"].get_ydata()
+    np.testing.assert_allclose(averaged, 1 - np.array(logs["val_digit_accuracy"]))
+    assert lines["lowest validation loss (epoch 2)"].get_xdata()[0] == 2
 
 
 def test_training_curves_without_validation_draw_training_only():
