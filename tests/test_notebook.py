@@ -28,4 +28,4 @@ def test_notebook_executes_in_a_fresh_kernel(mnist, monkeypatch):
     printed = "".join(
         output.get("text", "") for cell in notebook.cells if cell.cell_type == "code" for output in cell.outputs
     )
-    assert "digit accuracy" in printed and "pairs right" in printed
+    assert "digit accuracy" in printed and "pairs right" in printed and "sums of unseen pairs" in printed
