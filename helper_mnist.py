@@ -97,7 +97,7 @@ def plot_training_curves(history, path=None):
     lengths = {key: len(values) for key, values in logs.items()}
     if 0 in lengths.values() or len(set(lengths.values())) > 1:
         raise ValueError(f"history needs one value per epoch in every metric, got lengths {lengths}")
-    epochs = np.asarray(logs.pop("epoch", getattr(history, "epoch", range(lengths["digit_loss"])))) + 1
+    epochs = np.asarray(logs.pop("epoch", getattr(history, "epoch", range(lengths["digit_loss"]))), int) + 1
     averaged = any(key.startswith("val_live_") for key in logs)  # train.py's log: validation of both weights
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
     for ax, metric in zip(axes, METRICS, strict=True):

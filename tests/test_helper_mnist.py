@@ -213,6 +213,12 @@ def test_training_curves_of_train_py_tell_the_averaged_from_the_live_validation_
     assert lines["lowest validation loss (epoch 2)"].get_xdata()[0] == 2
 
 
+def test_training_curves_name_the_kept_epoch_as_a_whole_number_when_the_log_reads_epochs_as_floats():
+    logs = {**history_logs(3), "epoch": [0.0, 1.0, 2.0], "val_loss": [0.5, 0.2, 0.3]}  # as train.read_log gives them
+    fig = helper_mnist.plot_training_curves(logs)
+    assert fig.axes[0].get_lines()[-1].get_label() == "lowest validation loss (epoch 2)"
+
+
 def test_training_curves_without_validation_draw_training_only():
     logs = {key: values for key, values in history_logs().items() if not key.startswith("val_")}
     fig = helper_mnist.plot_training_curves(logs)
