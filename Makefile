@@ -4,7 +4,6 @@ VENV := .venv
 BIN := $(VENV)/bin
 MNIST_NPZ ?= $(abspath $(wildcard ../shared/data/mnist.npz))
 export MNIST_NPZ
-export TF_CPP_MIN_LOG_LEVEL ?= 3
 
 .PHONY: train test lint bench notebook demo unseen-pairs clean
 
@@ -21,8 +20,9 @@ train: $(BIN)/activate  ## train the model; writes model.zip, training_history.l
 test: $(BIN)/activate  ## run the test suite
 	$(BIN)/python -m pytest $(ARGS)
 
-lint: $(BIN)/activate
+lint: $(BIN)/activate  ## ruff: lint and formatting
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 bench: $(BIN)/activate  ## compare this model with the original project's architecture
 	$(BIN)/python bench.py $(ARGS)

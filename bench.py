@@ -23,6 +23,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
+import run_bookkeeping
 import train
 from data_creation import IMAGE_SIZE, NUM_DIGITS, NUM_SUMS, MnistSumDataset, draw_addends, load_mnist
 from evaluate_func import predict_digit_and_sum
@@ -78,7 +79,7 @@ def setup_project(x_train, y_train, settings):
     """This project's network as train.py trains it (augmented images and re-drawn addends, AdamW with
     warm-up and cosine decay over the maximum epochs, the averaged weights validated and kept)."""
     data = train.training_data(x_train, y_train, train.BATCH_SIZE, settings["max_epochs"], settings["seed"])
-    return train.compiled_model(len(data), settings["max_epochs"]), data, [keras.callbacks.SwapEMAWeights()]
+    return train.recipe_model(len(data), settings["max_epochs"]), data, [keras.callbacks.SwapEMAWeights()]
 
 
 def setup_original(x_train, y_train, settings):
@@ -154,7 +155,7 @@ def peak_memory_mib():
 
 def benchmark_model(name, settings):
     """Train and measure one model, "project" or "original", in this process; returns its results."""
-    train.keep_freed_memory()
+    run_bookkeeping.keep_freed_memory()
     keras.utils.set_random_seed(settings["seed"])
     mnist = load_mnist(settings["data"])
     (x_train, y_train), (x_val, y_val), (x_test, y_test) = train.split_mnist(mnist, settings["seed"], settings["quick"])
@@ -212,7 +213,7 @@ def describe_machine():
     """CPU, cores, load and library versions, for the report."""
     libraries = [f"{name} {importlib.metadata.version(name)}" for name in ("tensorflow", "keras", "numpy")]
     return {
-        **train.describe_cpu(),
+        **run_bookkeeping.describe_cpu(),
         "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "load_average_at_start": round(os.getloadavg()[0], 2),
         "python": platform.python_version(),
@@ -273,7 +274,7 @@ def main(argv=None):
     output_dir = args.output_dir or Path("benchmarks/quick" if args.quick else "benchmarks")
     results = {}
     try:
-        train.ensure_writable(output_dir)  # before the training, not after it
+        run_bookkeeping.ensure_writable(output_dir)  # before the training, not after it
         machine = describe_machine()
         for name in SETUPS:  # each in a fresh process, so its memory peak and threads are its own
             with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:

@@ -19,6 +19,7 @@ from sklearn.model_selection import train_test_split
 IMAGE_SIZE = 28
 NUM_DIGITS = 10  # digits 0-9, and addends 0-9
 NUM_SUMS = 19  # sums 0-18
+EVALUATION_BATCH = 512  # images per batch where the network only evaluates or predicts
 MNIST_KEYS = ("x_train", "y_train", "x_test", "y_test")
 
 
@@ -111,6 +112,14 @@ def as_class_indices(values, name, num_classes):
     return array.astype(np.int64)
 
 
+def one_per_image(values, name, num_classes, count):
+    """Class indices (checked like `as_class_indices`) as a 1-D array, exactly one for each of `count` images."""
+    values = np.atleast_1d(as_class_indices(values, name, num_classes))
+    if len(values) != count:
+        raise ValueError(f"{name}: {len(values)} values for {count} images, expected one per image")
+    return values
+
+
 def as_mnist_batch(images, name="images"):
     """Check MNIST pixels (0-255, white on black) and return float32 (N, 28, 28, 1).
 
@@ -159,10 +168,7 @@ def decode_one_hot(encoded, name="encoded"):
 def sum_labels(digits, addends):
     """The 0-18 sum label of each (digit, addend) pair."""
     digits = np.atleast_1d(as_class_indices(digits, "digits", NUM_DIGITS))
-    addends = np.atleast_1d(as_class_indices(addends, "addends", NUM_DIGITS))
-    if digits.shape != addends.shape:
-        raise ValueError(f"digits ({len(digits)}) and addends ({len(addends)}) differ in length")
-    return digits + addends
+    return digits + one_per_image(addends, "addends", NUM_DIGITS, len(digits))
 
 
 def draw_addends(count, rng):
@@ -290,21 +296,15 @@ class MnistSumDataset(keras.utils.PyDataset):
         if augmentation is not None and set(augmentation) != {"max_rotation", "max_shift", "zoom_range"}:
             raise ValueError(f"augmentation needs max_rotation, max_shift and zoom_range, got {sorted(augmentation)}")
         self.images, self.batch_size, self.seed = images, batch_size, seed
-        self.digits = self._one_per_image(digits, "digits")
+        self.digits = one_per_image(digits, "digits", NUM_DIGITS, len(self.images))
         self.training = addends is None
         if not self.training:
-            self.addends = self._one_per_image(addends, "addends")
+            self.addends = one_per_image(addends, "addends", NUM_DIGITS, len(self.images))
             self.order = np.arange(len(images))
         self.augmentation = augmentation if self.training else None
         self.augment_epochs = augment_epochs
         self.allowed_pairs = None if allowed_pairs is None else check_allowed_pairs(allowed_pairs)
         self.set_epoch(0)
-
-    def _one_per_image(self, values, name):
-        values = np.atleast_1d(as_class_indices(values, name, NUM_DIGITS))
-        if len(values) != len(self.images):
-            raise ValueError(f"images ({len(self.images)}) and {name} ({len(values)}) differ in length")
-        return values
 
     @property
     def augmenting(self):

@@ -12,8 +12,7 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 
-from evaluate_func import load_saved_model, predict_digit_and_sum
-from image_preprocessing import preprocess_image
+from quiet_keras import import_keras_quietly
 
 ZOOM = 10  # the 28x28 input is shown at 280x280, each pixel a 10x10 square
 CANVAS_SIZE = (400, 400)
@@ -37,6 +36,8 @@ def read_photo(model, path, addend):
 
 def read_picture(model, source, addend, name):
     """The 28x28 input (kept for a new addend), it enlarged, the digit and sum bars and a status line."""
+    from image_preprocessing import preprocess_image  # loaded by main, quietly, with Keras
+
     try:
         network_input = preprocess_image(source)
     except (OSError, ValueError) as error:
@@ -49,6 +50,8 @@ def read_picture(model, source, addend, name):
 
 def change_addend(model, network_input, addend):
     """The digit bars, the sum bars and a status line for a 28x28 input and an addend."""
+    from evaluate_func import predict_digit_and_sum  # loaded by main, quietly
+
     if network_input is None:
         return None, None, PROMPT
     predicted = predict_digit_and_sum(model, network_input[..., 0], addend)
@@ -125,9 +128,12 @@ def main(argv=None):
     parser.add_argument("--model", default="model.zip", help="the trained model (default: %(default)s)")
     parser.add_argument("--port", type=port, default=7860, help="the port on 127.0.0.1 (default: %(default)s)")
     args = parser.parse_args(argv)
+    import_keras_quietly()  # TensorFlow's C++ start-up notices kept off the terminal
+    from evaluate_func import load_saved_model
+
     try:
         model = load_saved_model(args.model)
-    except Exception as error:  # a broken file fails in many ways: zipfile, zlib, h5py, Keras
+    except (OSError, ValueError) as error:  # what load_saved_model raises for a missing or broken file
         parser.exit(2, f"{parser.prog}: error: cannot load the model: {' '.join(str(error).split())}\n")
     app = build_app(model)
     try:  # this machine only, no share link, no run history kept in the browser; a phone photo is a few MB

@@ -21,13 +21,21 @@ import keras
 import numpy as np
 from sklearn.metrics import classification_report, confusion_matrix
 
-from data_creation import NUM_DIGITS, NUM_SUMS, as_class_indices, as_mnist_batch, encode_addends, sum_labels
+from data_creation import (
+    EVALUATION_BATCH,
+    NUM_DIGITS,
+    NUM_SUMS,
+    as_class_indices,
+    as_mnist_batch,
+    encode_addends,
+    one_per_image,
+    sum_labels,
+)
 from network_architecture import AddDistributions  # noqa: F401  (registered: saved models that use it load)
 
 MODEL_MEMBER = "model.keras"
 METADATA_MEMBER = "metadata.json"
 MAX_UNCOMPRESSED_BYTES = 256 * 2**20  # the model is ~2 MB; anything near this is a zip bomb
-PREDICT_BATCH = 512  # images per call of the network
 
 # --------------------------------------------------------------------------- loading
 
@@ -159,12 +167,11 @@ def predict_digit_and_sum(model, images, addends):
     """
     images = as_mnist_batch(images)
     addends = np.atleast_1d(as_class_indices(addends, "addends", NUM_DIGITS))
-    if len(addends) == 1 and len(images) > 1:
+    if len(addends) == 1:  # one addend for every image
         addends = np.repeat(addends, len(images))
-    if len(addends) != len(images):
-        raise ValueError(f"addends ({len(addends)}) and images ({len(images)}) differ in length")
+    addends = one_per_image(addends, "addends", NUM_DIGITS, len(images))
     call = _compiled_call(model)
-    batches = [slice(start, start + PREDICT_BATCH) for start in range(0, len(images), PREDICT_BATCH)]
+    batches = [slice(start, start + EVALUATION_BATCH) for start in range(0, len(images), EVALUATION_BATCH)]
     outputs = [call({"image": images[batch], "addend": encode_addends(addends[batch])}) for batch in batches]
     digit_probability, sum_probability = (
         np.concatenate([keras.ops.convert_to_numpy(output[head]) for output in outputs]) for head in ("digit", "sum")
@@ -223,10 +230,7 @@ def read_addend_values(model):
 def _labelled_images(images, digits):
     """Checked images (N, 28, 28, 1) and their digits (N,): one digit per image."""
     images = as_mnist_batch(images)
-    digits = np.atleast_1d(as_class_indices(digits, "digits", NUM_DIGITS))
-    if len(images) != len(digits):
-        raise ValueError(f"images ({len(images)}) and digits ({len(digits)}) differ in length")
-    return images, digits
+    return images, one_per_image(digits, "digits", NUM_DIGITS, len(images))
 
 
 def addition_table(model, images, digits, addends=range(NUM_DIGITS)):

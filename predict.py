@@ -72,17 +72,16 @@ def main(argv=None):
         args = parser.parse_args(argv)
     except argparse.ArgumentError as error:  # exit_on_error=False: a bad value is reported in one line
         return fail(f"{error} (see {PROG} --help)")
-    from train import native_stderr_silenced
+    from quiet_keras import import_keras_quietly
 
-    with native_stderr_silenced():  # TensorFlow loads only now, so --help and typos are answered at once
-        import keras  # noqa: F401  (its C++ start-up notices kept off the terminal)
+    import_keras_quietly()  # only now, so that --help and typos are answered at once
     from data_creation import draw_addends
     from evaluate_func import load_saved_model
     from image_preprocessing import preprocess_image
 
     try:
         model = load_saved_model(args.model)
-    except Exception as error:  # a broken file fails in many ways: zipfile, zlib, h5py, Keras
+    except (OSError, ValueError) as error:  # what load_saved_model raises for a missing or broken file
         return fail(f"cannot load the model: {error}")
     status = 0
     files, images = [], []
@@ -108,6 +107,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ notes (the cuInit error too) off stderr
     os.environ.setdefault("MPLBACKEND", "Agg")  # figures go to files; no window
     sys.exit(main())

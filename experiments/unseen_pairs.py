@@ -17,7 +17,6 @@ there is skipped, so a killed study continues where it stopped.
 
 import argparse
 import csv
-import os
 import sys
 import tempfile
 from pathlib import Path
@@ -110,6 +109,7 @@ def run_one(head, withheld, seed, epochs, data_path=None, quick=False):
 
     import train
     from data_creation import load_mnist
+    from run_bookkeeping import read_log
 
     table = allowed_pairs(withheld)
     with tempfile.TemporaryDirectory(prefix="unseen_pairs-") as work_dir:
@@ -117,7 +117,7 @@ def run_one(head, withheld, seed, epochs, data_path=None, quick=False):
             data_path, epochs, seed=seed, work_dir=work_dir, quick=quick, verbose=0, sum_head=head,
             allowed_pairs=None if withheld == "all" else table,  # None: train.py's own draws, bit for bit
         )  # fmt: skip
-        log = train.read_log(Path(work_dir) / train.HISTORY_FILE)
+        log = read_log(Path(work_dir) / train.HISTORY_FILE)
     best = min(range(len(log)), key=lambda epoch: log[epoch]["val_loss"])
     _, (x_test, y_test) = load_mnist(data_path)
     if quick:
@@ -212,12 +212,11 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
-    import train
+    from quiet_keras import import_keras_quietly
 
     args = parse_args(argv)
     args.results.parent.mkdir(parents=True, exist_ok=True)
-    with train.native_stderr_silenced():
-        import keras  # noqa: F401  (loads TensorFlow quietly)
+    import_keras_quietly()
     done = {(row["head"], row["withheld"], int(row["seed"]), int(row["epochs"])) for row in read_results(args.results)}
     for seed in args.seeds:  # seeds outermost: a study cut short still compares every head and set
         for withheld in args.withheld:
@@ -237,5 +236,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     sys.exit(main())

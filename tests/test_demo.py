@@ -164,8 +164,20 @@ def test_bad_model_is_one_error_line(capsys, bad_model_files):
         assert lines[0].startswith("demo.py: error: cannot load the model: ")
 
 
+@pytest.mark.slow
+def test_the_command_prints_only_its_own_error_on_stderr(tmp_path):
+    """TensorFlow's C++ start-up notices (absl, oneDNN, cuInit) stay off the terminal, with no setting made."""
+    environment = {key: value for key, value in os.environ.items() if key != "TF_CPP_MIN_LOG_LEVEL"}
+    done = subprocess.run(
+        [sys.executable, "demo.py", "--model", str(tmp_path / "missing.zip")],
+        cwd=ROOT, env=environment, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.startswith("demo.py: error: cannot load the model: ") and done.stderr.count("\n") == 1
+
+
 def test_taken_port_is_one_error_line(monkeypatch, capsys, model):
-    monkeypatch.setattr(demo, "load_saved_model", lambda path: model)
+    monkeypatch.setattr("evaluate_func.load_saved_model", lambda path: model)
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()

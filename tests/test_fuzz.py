@@ -133,7 +133,7 @@ def test_sum_labels_name_the_bad_argument(valid, bad):
 def test_sum_labels_refuse_pairs_of_different_lengths(digits, addends):
     if len(digits) == len(addends):
         addends = addends + [0]
-    with pytest.raises(ValueError, match=f"digits \\({len(digits)}\\) and addends \\({len(addends)}\\) differ"):
+    with pytest.raises(ValueError, match=f"addends: {len(addends)} values for {len(digits)} images"):
         sum_labels(digits, addends)
 
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import evaluate_func
+import run_bookkeeping
 import train
 from evaluate_func import file_sha256, load_saved_model, read_metadata
 
@@ -17,7 +18,7 @@ from evaluate_func import file_sha256, load_saved_model, read_metadata
 @pytest.fixture(scope="module")
 def good_archive(tmp_path_factory, untrained_model):
     path = tmp_path_factory.mktemp("good") / "model.zip"
-    train.write_model_archive(untrained_model, {"seed": 0}, path)
+    run_bookkeeping.write_model_archive(untrained_model, {"seed": 0}, path)
     return path
 
 

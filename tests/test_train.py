@@ -10,7 +10,9 @@ import time
 import numpy as np
 import pytest
 from conftest import ROOT, own_stderr_lines
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+import run_bookkeeping
 from evaluate_func import load_saved_model, read_metadata
 
 pytestmark = pytest.mark.slow
@@ -61,7 +63,7 @@ def test_every_planned_epoch_runs_and_the_best_one_is_kept(mnist, tmp_path, monk
     monkeypatch.setattr(data_creation, "train_validation_split", split_with_meaningless_validation_labels)
     monkeypatch.setattr(train, "QUICK", {**train.QUICK, "train_images": 1_280, "validation_images": 500})
     model, results = train.train_model(epochs=6, work_dir=tmp_path, quick=True, verbose=0)
-    log = train.read_log(tmp_path / train.HISTORY_FILE)
+    log = run_bookkeeping.read_log(tmp_path / train.HISTORY_FILE)
     validation_loss = [row["val_loss"] for row in log]
     assert min(validation_loss[1:]) > validation_loss[0]  # it never improved on the first epoch
     assert [row["epoch"] for row in log] == list(range(6)) and results["epochs_run"] == 6
@@ -83,7 +85,7 @@ def test_short_real_training_learns_both_heads(mnist, tmp_path):
     assert metadata["settings"]["sum_head"] == "outer_product" and metadata["settings"]["withheld_pairs"] is None
     assert metadata["test_digit_accuracy"] >= 0.90
     assert metadata["test_sum_accuracy"] >= 0.60
-    log = train.read_log(tmp_path / "training_history.log")
+    log = run_bookkeeping.read_log(tmp_path / "training_history.log")
     assert [row["epoch"] for row in log] == [0, 1, 2]
     losses = [row["loss"] for row in log]
     assert losses[0] > losses[1] > losses[2]
@@ -92,6 +94,9 @@ def test_short_real_training_learns_both_heads(mnist, tmp_path):
     assert metadata["machine"]["instruction_set"] in ("avx512f", "avx2", "avx", "aarch64", "arm64", "x86_64")
     model = load_saved_model(tmp_path / "model.zip")  # the SHA-256 check passes
     assert model.name == "mnist_digit_sum"
+    for split in ("train", "validation"):  # TensorBoard's logs, one point per epoch
+        events = EventAccumulator(str(tmp_path / "checkpoints" / "tensorboard" / split)).Reload()
+        assert [event.step for event in events.Tensors("epoch_loss")] == [0, 1, 2]
 
 
 @pytest.mark.parametrize(
@@ -174,8 +179,6 @@ def test_killed_run_resumes_exactly_where_it_stopped(mnist, tmp_path):
 
 def test_results_are_replaced_all_or_none(tmp_path, monkeypatch):
     """A move that fails half-way puts the previous files back and leaves the new ones staged."""
-    import train
-
     staging, output = tmp_path / "staging", tmp_path / "output"
     staging.mkdir()
     output.mkdir()
@@ -190,14 +193,14 @@ def test_results_are_replaced_all_or_none(tmp_path, monkeypatch):
             raise OSError("disk full")
         real_replace(source, target)
 
-    monkeypatch.setattr(train.os, "replace", replace_failing_on_the_log)
+    monkeypatch.setattr(run_bookkeeping.os, "replace", replace_failing_on_the_log)
     with pytest.raises(OSError, match="disk full"):
-        train.replace_all_or_none(names, staging, output)
+        run_bookkeeping.replace_all_or_none(names, staging, output)
     assert {name: (output / name).read_text() for name in names} == {name: f"old {name}" for name in names}
     assert {name: (staging / name).read_text() for name in names} == {name: f"new {name}" for name in names}
 
-    monkeypatch.setattr(train.os, "replace", real_replace)
-    train.replace_all_or_none(names, staging, output)
+    monkeypatch.setattr(run_bookkeeping.os, "replace", real_replace)
+    run_bookkeeping.replace_all_or_none(names, staging, output)
     assert {name: (output / name).read_text() for name in names} == {name: f"new {name}" for name in names}
     assert sorted(path.name for path in output.iterdir()) == sorted(names)  # nothing set aside is left
 
