@@ -7,7 +7,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from data_creation import NUM_DIGITS, NUM_SUMS, as_class_indices, as_mnist_batch, decode_one_hot
-from train import read_log
+from run_bookkeeping import read_log
 
 HEADS = ("digit", "sum")
 METRICS = ("loss", "accuracy")
@@ -15,7 +15,7 @@ CURVES = (("", "-", "training"), ("val_", "--", "validation"), ("val_live_", ":"
 
 
 def plot_class_frequencies(labels, title="Digit frequencies", path=None):
-    """Bar chart of how often each digit occurs in one array of labels, or in each of a dict of them."""
+    """Each digit's share (%) of one array of labels, or of each of a dict of them, as bars side by side."""
     groups = labels if isinstance(labels, dict) else {None: labels}  # None: one unnamed set, no legend
     if not groups:
         raise ValueError("labels is an empty dict; expected at least one array of digit labels")
@@ -25,11 +25,13 @@ def plot_class_frequencies(labels, title="Digit frequencies", path=None):
         values = np.atleast_1d(as_class_indices(values, "labels" if name is None else f"labels[{name!r}]", NUM_DIGITS))
         label = None if name is None else f"{name} ({len(values):,})"
         offset = (i - (len(groups) - 1) / 2) * width
-        bars = ax.bar(np.arange(NUM_DIGITS) + offset, np.bincount(values, minlength=NUM_DIGITS), width, label=label)
-        ax.axhline(len(values) / NUM_DIGITS, color=bars.patches[0].get_facecolor(), linestyle="--", lw=1)  # balanced
-    ax.set(xticks=range(NUM_DIGITS), xlabel="digit", ylabel="count", title=title)
+        shares = 100 * np.bincount(values, minlength=NUM_DIGITS) / len(values)
+        ax.bar(np.arange(NUM_DIGITS) + offset, shares, width, label=label)
+    ax.axhline(100 / NUM_DIGITS, color="grey", linestyle="--", lw=1, label="balanced (10%)")
+    ax.set(xticks=range(NUM_DIGITS), xlabel="digit", ylabel="share of the images (%)", title=title)
+    ax.margins(y=0.2)  # room for the legend above the bars
     if None not in groups:
-        ax.legend()
+        ax.legend(loc="upper center", ncols=len(groups) + 1)
     return _finish(fig, path)
 
 
@@ -159,8 +161,10 @@ def plot_misclassified(
     return _finish(fig, path)
 
 
-def plot_outside_images(originals, preprocessed, predictions, names=None, true_digits=None, cols=4, path=None):
-    """Each outside image beside the 28x28 input the network saw, under its prediction; red where it is wrong."""
+def plot_outside_images(originals, preprocessed, predictions, names=None, true_digits=None, cols=5, path=None):
+    """Each outside image (0-255 pixels, e.g. from `image_preprocessing.read_image`), in grey, beside the 28x28
+    input the network saw; above them the true digit and the prediction (a probability only where it is under
+    99.5%), below them the name; red where it is wrong."""
     preprocessed = as_mnist_batch(preprocessed, "preprocessed")
     count = len(preprocessed)
     names = [f"image {i + 1}" for i in range(count)] if names is None else list(names)
@@ -168,17 +172,28 @@ def plot_outside_images(originals, preprocessed, predictions, names=None, true_d
     lengths = [len(originals), count, len(predictions), len(names), len(truths)]
     if len(set(lengths)) > 1:
         raise ValueError(f"originals, preprocessed, predictions, names, true_digits: {lengths}; expected one of each")
-    fig, axes = _image_grid(2 * count, 2 * cols, height=1.6)  # two axes per image: the original and the input
-    pairs = zip(axes[0::2], axes[1::2], originals, preprocessed, predictions, names, truths, strict=True)
-    for original_ax, input_ax, original, image, prediction, name, truth in pairs:
+    cols = min(cols, count)
+    rows = math.ceil(count / cols)
+    fig = plt.figure(figsize=(2.0 * cols, 1.55 * rows), dpi=80, layout="constrained")  # 80 dpi: 43 photos under 300 kB
+    cells = fig.subfigures(rows, cols, squeeze=False).flat  # one per image, for its two axes and their titles
+    examples = zip(originals, preprocessed, predictions, names, truths, strict=True)
+    for cell, (original, image, prediction, name, truth) in zip(cells, examples, strict=False):
         try:
-            answer = "{digit} ({digit_probability:.0%}) + {addend} = {sum} ({sum_probability:.0%})".format(**prediction)
+            digit, addend, total = prediction["digit"], prediction["addend"], prediction["sum"]
+            read = f"{digit}{_unsure(prediction['digit_probability'])}"
+            added = f"{digit} + {addend} = {total}{_unsure(prediction['sum_probability'])}"
         except KeyError as missing:
             raise ValueError(f"prediction for {name!r} lacks {missing}") from None
-        wrong = truth is not None and truth != prediction["digit"]
-        original_ax.imshow(np.asarray(original), cmap="gray")
-        original_ax.set_title(name, fontsize=7)
-        _show_image(input_ax, image, answer, color="red" if wrong else "black")
+        original = np.asarray(original, dtype=float)
+        original_ax, input_ax = cell.subplots(1, 2)
+        grey = original[..., :3].mean(axis=-1) if original.ndim == 3 else original
+        original_ax.imshow(grey, cmap="gray", vmin=0, vmax=255)
+        _show_image(input_ax, image)
+        plt.setp((original_ax, input_ax), xticks=[], yticks=[])
+        wrong = truth is not None and (digit != truth or total != truth + addend)
+        head = f"digit {read}" if truth is None else f"true {truth} → {read}"
+        cell.suptitle(f"{head}\n{added}", fontsize=10, color="red" if wrong else "black")
+        cell.supxlabel(name, fontsize=8)
     return _finish(fig, path)
 
 
@@ -229,9 +244,14 @@ def _image_grid(count, cols, height=1.5):
 
 
 def _show_image(ax, image, title="", color="black"):
-    """Draw one (28, 28, 1) MNIST-style image, 0-255 grey, under its title."""
-    ax.imshow(image[..., 0], cmap="gray", vmin=0, vmax=255)
+    """Draw one (28, 28, 1) MNIST-style image, 0-255 grey, each pixel a square, under its title."""
+    ax.imshow(image[..., 0], cmap="gray", vmin=0, vmax=255, interpolation="nearest")
     ax.set_title(title, color=color, fontsize=9)
+
+
+def _unsure(probability):
+    """A probability in brackets, or nothing where it rounds to 100%."""
+    return f" ({probability:.0%})" if probability < 0.995 else ""
 
 
 def _write_values(ax, image, matrix, cells, **text_kwargs):

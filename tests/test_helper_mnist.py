@@ -54,21 +54,28 @@ def test_import_prints_and_writes_nothing(tmp_path, monkeypatch, capsys):
 # --------------------------------------------------------------------------- data
 
 
-def test_class_frequencies_bars_are_the_label_counts(mnist, tmp_path):
-    (_, y_train), (_, y_test) = mnist
-    fig = helper_mnist.plot_class_frequencies({"train": y_train, "test": y_test}, path=tmp_path / "f.png")
+def test_class_frequencies_are_each_splits_shares_side_by_side(tmp_path):
+    train, test = np.repeat(np.arange(10), 60), np.repeat([0, 1], [2, 8])  # balanced; 20% zeros, 80% ones
+    fig = helper_mnist.plot_class_frequencies({"train": train, "test": test}, path=tmp_path / "f.png")
     ax = fig.axes[0]
-    for bars, labels in zip(ax.containers, (y_train, y_test), strict=True):
-        assert [bar.get_height() for bar in bars] == np.bincount(labels).tolist()
-    assert [text.get_text() for text in ax.get_legend().get_texts()] == ["train (60,000)", "test (10,000)"]
+    train_bars, test_bars = ax.containers
+    assert [bar.get_height() for bar in train_bars] == [10.0] * 10
+    assert [bar.get_height() for bar in test_bars] == [20.0, 80.0] + [0.0] * 8
+    centres = [[bar.get_x() + bar.get_width() / 2 for bar in bars] for bars in (train_bars, test_bars)]
+    np.testing.assert_allclose(centres, [np.arange(10) - 0.2, np.arange(10) + 0.2])  # each digit's pair of bars
+    (balanced,) = ax.get_lines()
+    assert balanced.get_ydata()[0] == 10 and "%" in ax.get_ylabel()
+    legend = [text.get_text() for text in ax.get_legend().get_texts()]
+    assert legend == ["balanced (10%)", "train (600)", "test (10)"]
     assert is_png(tmp_path / "f.png")
 
 
 def test_class_frequencies_of_one_array_has_no_legend():
-    fig = helper_mnist.plot_class_frequencies([3, 3, 7], title="three")
+    fig = helper_mnist.plot_class_frequencies([3, 3, 7, 7], title="three")
     ax = fig.axes[0]
     assert isinstance(fig, Figure) and ax.get_title() == "three" and ax.get_legend() is None
-    assert [bar.get_height() for bar in ax.containers[0]] == [0, 0, 0, 2, 0, 0, 0, 1, 0, 0]
+    assert [bar.get_height() for bar in ax.containers[0]] == [0, 0, 0, 50, 0, 0, 0, 50, 0, 0]
+    assert [bar.get_x() + bar.get_width() / 2 for bar in ax.containers[0]] == list(range(10))
 
 
 @pytest.mark.parametrize(
@@ -348,30 +355,62 @@ def test_addend_values_reject_what_is_no_table_of_probabilities(values, message)
 # --------------------------------------------------------------------------- outside images
 
 
-def outside_prediction(digit, addend, digit_probability=0.9, sum_probability=0.8):
+def outside_prediction(digit, addend, digit_probability=0.9, sum_probability=0.8, total=None):
     return {
         "digit": digit,
         "digit_probability": digit_probability,
         "addend": addend,
-        "sum": digit + addend,
+        "sum": digit + addend if total is None else total,
         "sum_probability": sum_probability,
     }
 
 
-def test_outside_images_show_each_original_beside_its_input_and_mark_wrong_digits(digit_images, tmp_path):
+def outside_cells(fig):
+    """Each image's title, name and title colour, and its two panels, from the figure's cells (subfigures)."""
+    cells = [cell for cell in fig.subfigs if cell.axes]
+    title_colours = [next(t.get_color() for t in cell.texts if t.get_text() == cell.get_suptitle()) for cell in cells]
+    return [cell.get_suptitle() for cell in cells], [cell.get_supxlabel() for cell in cells], title_colours, cells
+
+
+def test_outside_images_show_each_original_in_grey_left_of_its_input_under_the_truth(digit_images, tmp_path):
     images, _ = digit_images
-    originals = [Image.fromarray(255 - images[0]).resize((90, 60)), np.stack([images[1]] * 3, axis=-1)]
-    predictions = [outside_prediction(7, 3, 0.98, 0.95), outside_prediction(2, 9, 0.6, 0.51)]
+    colour = np.zeros((60, 90, 3), np.uint8)
+    colour[..., 0], colour[..., 2] = 90, 30  # a dark red: grey 40
+    originals = [colour, Image.fromarray(255 - images[1])]
+    predictions = [outside_prediction(7, 3, 0.998, 0.9951), outside_prediction(2, 9, 0.6, 0.51)]
     fig = helper_mnist.plot_outside_images(
         originals, images[:2], predictions, names=["seven.png", "two.jpg"], true_digits=[7, 3], path=tmp_path / "o.png"
     )
-    assert len(fig.axes) == 4  # one row: original, input, original, input
-    assert titles(fig) == ["seven.png", "7 (98%) + 3 = 10 (95%)", "two.jpg", "2 (60%) + 9 = 11 (51%)"]
-    assert fig.axes[0].images[0].get_array().shape == (60, 90)
-    np.testing.assert_array_equal(fig.axes[1].images[0].get_array(), images[0])
-    colours = [ax.title.get_color() for ax in fig.axes[1::2]]
-    assert colours == ["black", "red"]  # the 3 read as 2 is wrong
+    titles, names, colours, cells = outside_cells(fig)
+    assert titles == ["true 7 → 7\n7 + 3 = 10", "true 3 → 2 (60%)\n2 + 9 = 11 (51%)"]  # probabilities under 99.5%
+    assert names == ["seven.png", "two.jpg"] and colours == ["black", "red"]  # the 3 read as 2 is wrong
+    for cell, original, image in zip(cells, [np.full((60, 90), 40.0), 255 - images[1]], images[:2], strict=True):
+        left, right = cell.axes
+        assert left.get_position().x1 < right.get_position().x0  # side by side, the original first
+        np.testing.assert_array_equal(left.images[0].get_array(), original)
+        np.testing.assert_array_equal(right.images[0].get_array(), image)
+        assert left.images[0].get_cmap().name == "gray" and left.images[0].get_clim() == (0, 255)
+        assert right.images[0].get_interpolation() == "nearest"  # the 28x28 pixels as squares
     assert is_png(tmp_path / "o.png")
+
+
+def test_outside_images_mark_a_wrong_sum_and_round_probabilities_at_99_5_percent(digit_images):
+    images, _ = digit_images
+    predictions = [outside_prediction(4, 1, 0.994, 0.5, total=6), outside_prediction(5, 0, 0.995, 0.995)]
+    titles, _, colours, _ = outside_cells(helper_mnist.plot_outside_images(images[:2], images[:2], predictions))
+    assert titles == ["digit 4 (99%)\n4 + 1 = 6 (50%)", "digit 5\n5 + 0 = 5"]  # no truth given: the digit read
+    assert colours == ["black", "black"]
+    wrong_sum = helper_mnist.plot_outside_images(images[:1], images[:1], predictions[:1], true_digits=[4])
+    assert outside_cells(wrong_sum)[2] == ["red"]  # right digit, 4 + 1 read as 6
+
+
+def test_outside_images_fill_rows_of_cols_images(digit_images):
+    images, digits = digit_images
+    predictions = [outside_prediction(int(digit), 0) for digit in digits[:7]]
+    fig = helper_mnist.plot_outside_images(images[:7], images[:7], predictions, true_digits=digits[:7], cols=3)
+    assert len(fig.subfigs) == 9 and len(fig.axes) == 14  # 3 rows of 3 cells, 7 of them with their two panels
+    titles, names, _, _ = outside_cells(fig)
+    assert names == [f"image {i}" for i in range(1, 8)] and titles[6] == "true 6 → 6 (90%)\n6 + 0 = 6 (80%)"
 
 
 def test_outside_images_reject_mismatched_or_incomplete_predictions(digit_images):

@@ -1,5 +1,8 @@
 """The notebook runs top to bottom in a real Jupyter kernel (quick mode) and carries real outputs."""
 
+import base64
+import re
+
 import nbformat
 import pytest
 from conftest import ROOT
@@ -15,6 +18,20 @@ def test_committed_notebook_has_outputs_and_no_errors():
     outputs = [output for cell in code_cells for output in cell.outputs]
     assert not [output for output in outputs if output.output_type == "error"]
     assert any(output.get("data", {}).get("image/png") for output in outputs)
+
+
+def test_committed_notebook_stays_light_shows_the_whole_summary_and_draws_the_network():
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    code_cells = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    pngs = [
+        base64.b64decode(o.data["image/png"]) for c in code_cells for o in c.outputs if "image/png" in o.get("data", {})
+    ]
+    assert NOTEBOOK.stat().st_size < 1_500_000 and max(map(len, pngs)) < 300_000  # the outside images included
+    summary, plot = ([cell for cell in code_cells if call in cell.source] for call in ("model.summary(", "plot_model("))
+    text = "".join(o.get("data", {}).get("text/plain", "") for cell in summary for o in cell.outputs)
+    text = re.sub(r"\x1b\[[0-9;]*m", "", text)  # rich's colours
+    assert "digit_column[0][0], addend_row[0][0]" in text and "…" not in text  # the merge's inputs, on one line
+    assert any("image/png" in o.get("data", {}) for cell in plot for o in cell.outputs)  # inline, not a link
 
 
 @pytest.mark.slow
