@@ -36,6 +36,9 @@ from network_architecture import AddDistributions  # noqa: F401  (registered: sa
 MODEL_MEMBER = "model.keras"
 METADATA_MEMBER = "metadata.json"
 MAX_UNCOMPRESSED_BYTES = 256 * 2**20  # the model is ~2 MB; anything near this is a zip bomb
+# Below this top digit probability an input "does not look much like a digit": 0.5% of MNIST's validation digits
+# fall below it with the committed model (experiments/digit_or_not.py chose and measured it; EXPERIMENTS.md).
+DIGIT_CONFIDENCE_FLOOR = 0.70
 
 # --------------------------------------------------------------------------- loading
 
@@ -162,8 +165,10 @@ def predict_digit_and_sum(model, images, addends):
 
     `images`: one (28, 28) image or a batch, MNIST pixels (0-255, white on
     black); `addends`: one int 0-9 for every image, or one per image. Returns
-    a dict of `digit` and `sum` (int arrays) and their probabilities
-    `digit_probability` (N, 10) and `sum_probability` (N, 19).
+    a dict of `digit` and `sum` (int arrays), their probabilities
+    `digit_probability` (N, 10) and `sum_probability` (N, 19), and
+    `looks_like_a_digit` (bool): the top digit probability reaches
+    DIGIT_CONFIDENCE_FLOOR. Scribbles, dots and letters often fall below it.
     """
     images = as_mnist_batch(images)
     addends = np.atleast_1d(as_class_indices(addends, "addends", NUM_DIGITS))
@@ -181,6 +186,7 @@ def predict_digit_and_sum(model, images, addends):
         "sum": sum_probability.argmax(axis=1),
         "digit_probability": digit_probability,
         "sum_probability": sum_probability,
+        "looks_like_a_digit": digit_probability.max(axis=1) >= DIGIT_CONFIDENCE_FLOOR,
     }
 
 

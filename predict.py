@@ -14,7 +14,9 @@ import sys
 import numpy as np
 
 PROG = "predict.py"
-TABLE_ROW = "{file:<{width}}  {digit:>5}  {digit_probability:>8.3f}  {addend:>6}  {sum:>3}  {sum_probability:>6.3f}"
+TABLE_ROW = (
+    "{file:<{width}}  {digit:>5}  {digit_probability:>8.3f}  {looks:>6}  {addend:>6}  {sum:>3}  {sum_probability:>6.3f}"
+)
 
 
 def fail(message):
@@ -26,12 +28,13 @@ def fail(message):
 def format_table(rows):
     """The predictions as a text table, one row per image, the columns aligned."""
     width = max(len(name) for name in ["file"] + [row["file"] for row in rows])
-    header = f"{'file':<{width}}  digit  p(digit)  addend  sum  p(sum)"
-    return "\n".join([header] + [TABLE_ROW.format(width=width, **row) for row in rows])
+    header = f"{'file':<{width}}  digit  p(digit)  digit?  addend  sum  p(sum)"
+    lines = [TABLE_ROW.format(width=width, looks="yes" if row["looks_like_a_digit"] else "no", **row) for row in rows]
+    return "\n".join([header, *lines])
 
 
 def predict_rows(model, files, images, addends):
-    """One dict per image: file, digit, digit_probability, addend, sum, sum_probability."""
+    """One dict per image: file, digit, digit_probability, looks_like_a_digit, addend, sum, sum_probability."""
     from evaluate_func import predict_digit_and_sum
 
     predicted = predict_digit_and_sum(model, np.stack(images), addends)
@@ -40,6 +43,7 @@ def predict_rows(model, files, images, addends):
             "file": file,
             "digit": int(predicted["digit"][i]),
             "digit_probability": float(predicted["digit_probability"][i].max()),
+            "looks_like_a_digit": bool(predicted["looks_like_a_digit"][i]),
             "addend": int(addends[i]),
             "sum": int(predicted["sum"][i]),
             "sum_probability": float(predicted["sum_probability"][i].max()),

@@ -39,19 +39,35 @@ def error_lines(stderr):
 # --------------------------------------------------------------------------- output
 
 
-ROW_ORDER = ("file", "digit", "digit_probability", "addend", "sum", "sum_probability")  # of a JSON row
+ROW_ORDER = (
+    "file",
+    "digit",
+    "digit_probability",
+    "looks_like_a_digit",
+    "addend",
+    "sum",
+    "sum_probability",
+)  # of a JSON row
 
 
 def predicted_rows(model_file, files, addends):
     """What the network answers for `files` with `addends`, computed here without predict.py."""
-    from evaluate_func import load_saved_model, predict_digit_and_sum
+    from evaluate_func import DIGIT_CONFIDENCE_FLOOR, load_saved_model, predict_digit_and_sum
     from image_preprocessing import preprocess_image
 
     images = np.stack([preprocess_image(file) for file in files])
     predicted = predict_digit_and_sum(load_saved_model(model_file), images, addends)
     answers = zip(files, predicted["digit_probability"], addends, predicted["sum_probability"], strict=True)
     return [
-        (file, p_digit.argmax(), p_digit.max(), addend, p_sum.argmax(), p_sum.max())
+        (
+            file,
+            p_digit.argmax(),
+            p_digit.max(),
+            p_digit.max() >= DIGIT_CONFIDENCE_FLOOR,
+            addend,
+            p_sum.argmax(),
+            p_sum.max(),
+        )
         for file, p_digit, addend, p_sum in answers
     ]
 
@@ -65,7 +81,7 @@ def test_the_command_as_readme_writes_it_prints_the_answer_and_nothing_on_stderr
         cwd=ROOT, env=environment, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert done.returncode == 0 and done.stderr == ""
-    assert done.stdout.splitlines()[0].split() == ["file", "digit", "p(digit)", "addend", "sum", "p(sum)"]
+    assert done.stdout.splitlines()[0].split() == ["file", "digit", "p(digit)", "digit?", "addend", "sum", "p(sum)"]
 
 
 def test_json_output_is_the_networks_answer_for_each_image(model_file, capsys):
@@ -81,16 +97,16 @@ def test_table_rows_answer_each_image_with_its_own_random_addend(model_file, cap
     files = [RED_THREE, PLAIN_SEVEN] * 6
     assert main([*files, "--model", model_file]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split() == ["file", "digit", "p(digit)", "addend", "sum", "p(sum)"]
+    assert lines[0].split() == ["file", "digit", "p(digit)", "digit?", "addend", "sum", "p(sum)"]
     assert len(lines) == 13 and len({len(line) for line in lines}) == 1  # one row per image, aligned
     table = [line.split() for line in lines[1:]]
-    addends = [int(row[3]) for row in table]
+    addends = [int(row[4]) for row in table]
     assert len(set(addends)) > 1  # drawn per image: twelve equal draws would be a one-in-10^11 chance
     for row, answer in zip(table, predicted_rows(model_file, files, addends), strict=True):
-        file, digit, digit_probability, addend, total, sum_probability = row
-        assert (file, int(digit), int(addend), int(total)) == (answer[0], answer[1], answer[3], answer[4])
+        file, digit, digit_probability, looks, addend, total, sum_probability = row
+        assert (file, int(digit), looks == "yes", int(addend), int(total)) == (*answer[:2], *answer[3:6])
         assert float(digit_probability) == pytest.approx(answer[2], abs=5e-4)  # printed with 3 decimals
-        assert float(sum_probability) == pytest.approx(answer[5], abs=5e-4)
+        assert float(sum_probability) == pytest.approx(answer[6], abs=5e-4)
 
 
 def test_show_saves_a_figure_and_says_where(model_file, tmp_path, capsys):
