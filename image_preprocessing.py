@@ -9,9 +9,10 @@ to an outside image, whatever its size, colours, polarity and lighting, and
 whether the digit sits in a wide margin of paper or fills the picture to its edges.
 """
 
+import contextlib
 import math
 import os
-import warnings
+import threading
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -21,6 +22,9 @@ from skimage import color, filters, measure, morphology, transform
 from data_creation import IMAGE_SIZE, numeric_array
 
 MAX_SIDE = 1024  # larger images are shrunk first: plenty for one digit, and a bounded cost
+MAX_JPEG_PIXELS = 250_000_000  # a 200-megapixel phone photo, with room: a JPEG decodes at 1/8 of its size or less
+MAX_PIXELS = 100_000_000  # other formats decode whole before they are shrunk
+_PILLOW_LIMIT_LOCK = threading.Lock()
 DIGIT_BOX = 20  # MNIST scaled each digit's longer side to 20 px ...
 MNIST_CENTRE = (14, 14)  # ... and put its centre of mass at the centre of the 28x28 frame
 PAPER_TILES = 4  # the paper's level is read in tiles of a quarter of the picture's longer side ...
@@ -28,7 +32,7 @@ PAPER_PERCENTILE = 10  # ... as the level below 90% of a tile's pixels: ink rare
 MIN_CONTRAST = 32  # the strokes must stand this far (of 255) above the paper to count as a digit
 MIN_PIECE = 0.03  # pieces of ink smaller than this share of the largest piece are specks
 JOIN_GAP = 0.5  # pieces closer to each other than this share of the largest piece's size form the digit
-STROKE_RATIO = 0.12  # MNIST's strokes are about this share of the digit's size; thinner ones are thickened
+MNIST_STROKE = 2.25  # px in the 28x28 frame: the median width of MNIST's strokes (train set, at 8x magnification)
 
 
 def preprocess_image(source):
@@ -36,15 +40,16 @@ def preprocess_image(source):
     float32 image, white digit on black, 0-255.
 
     The paper is flattened to black, the digit is the largest piece of
-    Otsu-thresholded ink plus the pieces near it (specks are dropped), thin
-    strokes are thickened, and the digit is framed as MNIST's are. Raises
+    Otsu-thresholded ink plus the pieces near it (specks are dropped), its
+    strokes are widened or narrowed to MNIST's width, and the digit is framed
+    as MNIST's are. Raises
     ValueError when no digit is found or the source is not a usable image.
     """
     digit = _find_digit(_ink_map(read_image(source)))
     if digit is None:
         where = f"image file {os.fspath(source)!r}" if isinstance(source, (str, os.PathLike)) else "source"
         raise ValueError(f"no digit found in {where}: it is blank, uniform or too faint")
-    return _mnist_frame(_thicken(*digit))
+    return _mnist_frame(_mnist_stroke(*digit))
 
 
 def read_image(source):
@@ -70,17 +75,38 @@ def _read_file(path):
         raise ValueError(f"image file {path!r} is a directory, not an image")
     if not os.path.exists(path):
         raise FileNotFoundError(f"image file {path!r} does not exist")
+    name = os.path.basename(path)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
-                image.draft(None, (MAX_SIDE, MAX_SIDE))  # JPEGs decode at a reduced scale; others ignore it
-                array = _pil_array(image)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-        raise ValueError(f"image file {path!r} is too large to decode safely: {error}") from None
-    except (OSError, ValueError, SyntaxError, EOFError) as error:  # what Pillow raises for broken files
-        raise ValueError(f"image file {path!r} is not a readable image: {error}") from None
+        with _pillow_size_check_off(), Image.open(path) as image:  # reads the header only
+            _check_size(image, name)
+            image.draft(None, (MAX_SIDE, MAX_SIDE))  # JPEGs decode at a reduced scale, cheaply; others ignore it
+            array = _pil_array(image)
+    except (OSError, SyntaxError, EOFError) as error:  # what Pillow raises for a file that is no image, or broken
+        raise ValueError(f"{name} is not a readable image: no PNG, JPEG or other image file") from error
     return _as_pixels(array, f"image file {path!r}")
+
+
+@contextlib.contextmanager
+def _pillow_size_check_off():
+    """Pillow refuses images over about 179 megapixels at `open`, before their format is known; `_check_size`
+    sets the limit instead, by format. (A lock: Pillow's limit is one setting for the whole process.)"""
+    with _PILLOW_LIMIT_LOCK:
+        limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        try:
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = limit
+
+
+def _check_size(image, name):
+    """Refuse, in plain words, an image whose header claims more pixels than a photo of a digit can have."""
+    width, height = image.size
+    limit = MAX_JPEG_PIXELS if image.format == "JPEG" else MAX_PIXELS
+    if width * height > limit:
+        raise ValueError(
+            f"{name} is too large: {width:,} x {height:,} pixels (at most {limit / 1e6:.0f} megapixels"
+            f"{' for a JPEG' if image.format == 'JPEG' else ''})"
+        )
 
 
 def _pil_array(image):
@@ -198,18 +224,28 @@ def _digit_pieces(mask):
     return sizeable & (groups == groups[tuple(largest.coords[0])])
 
 
-def _thicken(strength, mask):
-    """Widen strokes thinner than MNIST's (STROKE_RATIO of the digit's size) by a grey dilation."""
-    width = mask.sum() / max(1, morphology.skeletonize(mask).sum())  # a stroke's area over its length
-    reach = (STROKE_RATIO * max(mask.shape) - width) / 2
-    if reach < 1:
+def _mnist_stroke(strength, mask):
+    """Widen or narrow the strokes to MNIST's (MNIST_STROKE once framed) by a grey dilation or erosion.
+
+    The width is twice the median distance from the skeleton to the paper. Narrowing
+    keeps the skeleton, so no part of the digit thinner than the rest is lost.
+    """
+    skeleton = morphology.skeletonize(mask)
+    width = 2 * np.median(ndimage.distance_transform_edt(mask)[skeleton]) - 1  # - 1: measured between pixel centres
+    ratio = MNIST_STROKE / DIGIT_BOX
+    reach = (ratio * max(mask.shape) - width) / (2 * (1 - ratio))  # the box grows or shrinks with the strokes
+    if abs(reach) < 1:
         return strength
-    radius = round(reach)
-    return morphology.dilation(np.pad(strength, radius), morphology.disk(radius, decomposition="sequence"))
+    radius = round(abs(reach))
+    disk = morphology.disk(radius, decomposition="sequence")
+    if reach > 0:
+        return morphology.dilation(np.pad(strength, radius), disk)
+    return np.maximum(morphology.erosion(strength, disk), strength * skeleton)
 
 
 def _mnist_frame(digit):
-    """Scale the digit's longer side to 20 px and put its centre of mass at (14, 14) of a black 28x28."""
+    """Crop the digit to its ink, scale its longer side to 20 px, centre its mass at (14, 14) of a black 28x28."""
+    digit = digit[measure.regionprops((digit > 0).astype(np.uint8))[0].slice]
     scale = DIGIT_BOX / max(digit.shape)
     height, width = (max(1, round(side * scale)) for side in digit.shape)
     small = transform.resize(digit, (height, width))

@@ -1,5 +1,9 @@
 """preprocess_image: outside images (files, PIL images, arrays) into MNIST-style 28x28 inputs."""
 
+import io
+import struct
+import sys
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -9,10 +13,12 @@ from scipy import ndimage
 from skimage import filters, measure, morphology
 
 from evaluate_func import predict_digit_and_sum
-from image_preprocessing import preprocess_image, read_image
+from image_preprocessing import MNIST_STROKE, preprocess_image, read_image
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = sorted((ROOT / "sample_images").iterdir())
+sys.path.insert(0, str(ROOT / "tools"))
+from stroke_test_images import KINDS, mnist_stroke_width, stroke_test_images  # noqa: E402  (after the path is set)
 
 
 def draw_seven(size=(160, 200), box=(40, 40, 120, 160), width=10, ink=30, paper=235):
@@ -164,6 +170,37 @@ def test_thin_strokes_are_thickened_to_mnist_strokes(seven):
     inked, seven_inked = (thin > 127).sum(), (seven > 127).sum()
     assert 0.8 * seven_inked <= inked <= 1.25 * seven_inked  # unthickened, a 2-px pen leaves almost none
     assert similarity(thin, seven) > 0.85
+
+
+def test_thick_strokes_are_narrowed_to_mnist_strokes(seven):
+    thick = preprocess_image(draw_seven(size=(300, 360), box=(60, 60, 220, 300), width=50))
+    assert mnist_stroke_width(thick) == pytest.approx(MNIST_STROKE, rel=0.2)  # left thick, 3.6 px
+    assert similarity(thick, seven) > 0.85
+
+
+@pytest.fixture(scope="module")
+def scans(mnist):
+    """Per kind of stroke (thin, thick, low-res): 40 scans of MNIST test digits on wide margins, as 28x28 inputs,
+    and their digits."""
+    _, (digits, labels) = mnist
+    scans = {}
+    for kind in KINDS:
+        pictures, truth = stroke_test_images(kind, "wide", digits, labels, count=40)
+        scans[kind] = np.stack([preprocess_image(picture) for picture in pictures]), truth
+    return scans
+
+
+def test_scans_of_every_stroke_come_out_with_mnist_strokes_and_ink(mnist, scans):
+    mnist_ink = mnist[1][0].mean()
+    for kind, (inputs, _) in scans.items():
+        width = np.median([mnist_stroke_width(image) for image in inputs])
+        assert width == pytest.approx(MNIST_STROKE, rel=0.2), kind  # left thick: 4.4 px (low-res), 4.6 px (thick)
+        assert inputs.mean() == pytest.approx(mnist_ink, rel=0.25), kind  # ... and 52-59 of mean ink against 34
+
+
+def test_thick_and_low_res_scans_read_as_well_as_thin_ones(trained_model, scans):
+    right = {kind: np.mean(read_digits(trained_model, inputs) == truth) for kind, (inputs, truth) in scans.items()}
+    assert right["thick"] >= right["thin"] and right["low_res"] >= right["thin"], right
 
 
 def test_faint_ink_is_a_digit_and_fainter_is_not(seven):
@@ -323,12 +360,37 @@ def test_a_truncated_png(tmp_path):
         preprocess_image(cut)
 
 
-def test_a_decompression_bomb_is_refused(tmp_path, monkeypatch):
-    path = tmp_path / "huge.png"
-    Image.fromarray(draw_seven()).save(path)
-    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 20_000)  # 160x200 is over it, as a bomb is over 89 M
-    with pytest.raises(ValueError, match=r"huge\.png.*too large"):
+def image_claiming(fmt, width, height):
+    """The bytes of a small PNG or JPEG file whose header claims width x height pixels (a decompression bomb)."""
+    buffer = io.BytesIO()
+    Image.new("L", (16, 16), 255).save(buffer, fmt)
+    data = bytearray(buffer.getvalue())
+    if fmt == "PNG":  # IHDR: width and height right after the signature, the chunk's length and its type
+        data[16:24] = struct.pack(">II", width, height)
+        data[29:33] = struct.pack(">I", zlib.crc32(data[12:29]))  # the chunk's checksum, over its type and data
+    else:  # JPEG: the frame header (SOF0, FF C0) holds height then width after its length and precision
+        start = data.index(b"\xff\xc0") + 5
+        data[start : start + 4] = struct.pack(">HH", height, width)
+    return bytes(data)
+
+
+@pytest.mark.parametrize(
+    ("fmt", "limit"), [("PNG", "at most 100 megapixels)"), ("JPEG", "at most 250 megapixels for a JPEG)")]
+)
+def test_a_file_that_claims_absurd_dimensions_is_refused_in_plain_words(tmp_path, fmt, limit):
+    path = tmp_path / f"huge.{fmt.lower()}"
+    path.write_bytes(image_claiming(fmt, 50_000, 50_000))
+    with pytest.raises(ValueError) as refused:
         preprocess_image(path)
+    assert str(refused.value) == f"huge.{fmt.lower()} is too large: 50,000 x 50,000 pixels ({limit}"
+    assert Image.MAX_IMAGE_PIXELS == 89_478_485  # Pillow's own limit is left as it was
+
+
+def test_a_108_megapixel_phone_photo_reads_right(tmp_path, trained_model):
+    path = tmp_path / "phone.jpg"
+    Image.fromarray(draw_seven()).resize((9_000, 12_000), Image.Resampling.BILINEAR).save(path, quality=85)
+    digit = predict_digit_and_sum(trained_model, preprocess_image(path), 0)["digit"]
+    assert digit.tolist() == [7]
 
 
 @pytest.mark.parametrize(
