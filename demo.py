@@ -17,13 +17,31 @@ from quiet_keras import import_keras_quietly
 ZOOM = 10  # the 28x28 input is shown at 280x280, each pixel a 10x10 square
 CANVAS_SIZE = (400, 400)
 PROMPT = "Draw a digit on the canvas, or upload a photo of one."
-EMPTY_CANVAS = "The canvas is empty: pick the brush and draw a digit with the mouse or a finger."
+DRAW, UPLOAD = "Draw", "Upload a photo"  # the two tabs
+# The canvas at the start and after "Clear": white paper and a clear layer to draw on. Gradio picks the brush for
+# a canvas with a background, and loading the layer uses up the canvas's first change, which Gradio ignores.
+BLANK_SHEET = {
+    "background": np.full(CANVAS_SIZE, 255, np.uint8),
+    "layers": [np.zeros((*CANVAS_SIZE, 4), np.uint8)],
+    "composite": None,
+}
+# The page's words for image_preprocessing's errors, found by a phrase of theirs (which name the server's copy).
+PLAIN_WORDS = {
+    "not a readable image": "It is not an image file this page can open (PNG, JPEG, GIF, WebP, ...).",
+    "too large": "It has too many pixels to open safely; a photo of a few megapixels is plenty.",
+    "no digit found": "No digit stands out in it: it looks blank, uniform or too faint.",
+}
+# Ten addend choices on one line: narrower than Gradio's default (6px 12px of padding each).
+CSS = "#addend label { padding-inline: 6px; }"
 
 
-def read_drawing(model, canvas, addend):
-    """Answer for the sketchpad, whose value is a dict with the drawing (grey, 0-255) as 'composite'."""
+def read_drawing(model, canvas, addend, tab=DRAW):
+    """Answer for the sketchpad, whose value is a dict with the drawing (grey, 0-255) as 'composite'; none while
+    the other tab is on screen (the canvas still changes behind it as it loads)."""
+    if tab != DRAW:
+        return (gr.skip(),) * 5
     if canvas is None or canvas["composite"] is None or np.ptp(canvas["composite"]) == 0:  # one flat colour
-        return None, None, None, None, EMPTY_CANVAS
+        return None, None, None, None, PROMPT
     return read_picture(model, canvas["composite"], addend, "the drawing")
 
 
@@ -34,6 +52,12 @@ def read_photo(model, path, addend):
     return read_picture(model, path, addend, Path(path).name)
 
 
+def pick_tab(model, tab, picture, addend):
+    """The tab just picked, for the page to keep, and the answer for its picture in place of the other tab's."""
+    read = read_drawing if tab == DRAW else read_photo
+    return tab, *read(model, picture, addend)
+
+
 def read_picture(model, source, addend, name):
     """The 28x28 input (kept for a new addend), it enlarged, the digit and sum bars and a status line."""
     from image_preprocessing import preprocess_image  # loaded by main, quietly, with Keras
@@ -41,19 +65,19 @@ def read_picture(model, source, addend, name):
     try:
         network_input = preprocess_image(source)
     except (OSError, ValueError) as error:
-        message = str(error).replace(source, name) if isinstance(source, str) else str(error)  # no server paths
-        return None, None, None, None, f"**Could not read {name}.** {message}"
+        reason = next((words for key, words in PLAIN_WORDS.items() if key in str(error)), "It is not a usable image.")
+        return None, None, None, None, f"**Could not read {name}.** {reason}"
     pixels = np.rint(network_input[..., 0]).astype(np.uint8)
     picture = pixels.repeat(ZOOM, axis=0).repeat(ZOOM, axis=1)  # sharp squares rather than a blur
     return network_input, picture, *change_addend(model, network_input, addend)
 
 
 def change_addend(model, network_input, addend):
-    """The digit bars, the sum bars and a status line for a 28x28 input and an addend."""
+    """The digit bars, the sum bars and a status line for a 28x28 input and an addend; no change without an input."""
     from evaluate_func import predict_digit_and_sum  # loaded by main, quietly
 
-    if network_input is None:
-        return None, None, PROMPT
+    if network_input is None:  # nothing read: the prompt or the message on the page stays
+        return gr.skip(), gr.skip(), gr.skip()
     predicted = predict_digit_and_sum(model, network_input[..., 0], addend)
     status = describe(int(predicted["digit"][0]), addend, int(predicted["sum"][0]))
     return bars(predicted["digit_probability"][0]), bars(predicted["sum_probability"][0]), status
@@ -83,10 +107,13 @@ def build_app(model):
             "28x28 image and the addend, and answers twice: the digit, and the digit plus the addend."
         )
         network_input = gr.State()  # the 28x28 input last read, answered again when the addend changes
+        tab = gr.State(DRAW)  # the tab on screen
+        status = gr.Markdown(PROMPT, elem_id="status")  # above the canvas, so a phone shows it too
         with gr.Row():
             with gr.Column():
-                with gr.Tab("Draw"):
+                with gr.Tab(DRAW) as draw_tab:
                     canvas = gr.Sketchpad(
+                        BLANK_SHEET,
                         label="Draw one digit",
                         elem_id="canvas",
                         image_mode="L",  # grey, the strokes laid on white paper
@@ -95,23 +122,37 @@ def build_app(model):
                         transforms=(),
                         brush=gr.Brush(colors=["#000000"], color_mode="fixed", default_size=14),  # a felt pen
                     )
-                with gr.Tab("Upload a photo"):
+                with gr.Tab(UPLOAD) as photo_tab:
                     photo = gr.File(label="A photo or scan of one digit", file_types=["image"], elem_id="photo")
                 addend = gr.Radio(list(range(10)), value=3, label="Addend", elem_id="addend")
             with gr.Column():
-                status = gr.Markdown(PROMPT, elem_id="status")
                 with gr.Row():
                     digit_bars = gr.Label(label="Digit", num_top_classes=3, elem_id="digit")
                     sum_bars = gr.Label(label="Digit + addend", num_top_classes=3, elem_id="sum")
                 picture = gr.Image(
                     label="What the network sees: 28x28 pixels", format="png", buttons=[], elem_id="network-input"
                 )
-        # The page passes the components' values; partial puts the model in front of them.
+        # The page passes the components' values; partial puts the model in front of them. The answer always belongs
+        # to the picture and the addend on screen: picking a tab reads its picture again, the canvas is not read
+        # behind the other tab, the events take turns, and each reading is answered again with the addend picked by
+        # the time it is done.
         answers = [digit_bars, sum_bars, status]
         reading = [network_input, picture, *answers]
-        canvas.change(partial(read_drawing, model), [canvas, addend], reading, api_name="read_drawing")
-        photo.change(partial(read_photo, model), [photo, addend], reading, api_name="read_photo")
-        addend.change(partial(change_addend, model), [network_input, addend], answers, api_name="change_addend")
+        in_turn = {"concurrency_id": "reading"}
+        inner = {"api_visibility": "private", **in_turn}  # not for gradio_client
+        answer = partial(change_addend, model)
+        readings = [
+            canvas.change(
+                partial(read_drawing, model), [canvas, addend, tab], reading, api_name="read_drawing", **in_turn
+            ),
+            photo.change(partial(read_photo, model), [photo, addend], reading, api_name="read_photo", **in_turn),
+            draw_tab.select(partial(pick_tab, model, DRAW), [canvas, addend], [tab, *reading], **inner),
+            photo_tab.select(partial(pick_tab, model, UPLOAD), [photo, addend], [tab, *reading], **inner),
+        ]
+        for read in readings:
+            read.then(answer, [network_input, addend], answers, show_progress="hidden", **inner)
+        addend.change(answer, [network_input, addend], answers, api_name="change_addend", **in_turn)
+        canvas.clear(lambda: BLANK_SHEET, outputs=canvas, api_visibility="private")  # a new sheet, the brush picked
     return app
 
 
@@ -137,7 +178,14 @@ def main(argv=None):
         parser.exit(2, f"{parser.prog}: error: cannot load the model: {' '.join(str(error).split())}\n")
     app = build_app(model)
     try:  # this machine only, no share link, no run history kept in the browser; a phone photo is a few MB
-        app.launch(server_name="127.0.0.1", server_port=args.port, share=False, max_file_size="20mb", run_history=False)
+        app.launch(
+            server_name="127.0.0.1",
+            server_port=args.port,
+            share=False,
+            max_file_size="20mb",
+            run_history=False,
+            css=CSS,
+        )
     except OSError:  # Gradio's "Cannot find empty port"
         parser.exit(2, f"{parser.prog}: error: port {args.port} is in use; pick another with --port\n")
 

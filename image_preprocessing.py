@@ -29,6 +29,7 @@ DIGIT_BOX = 20  # MNIST scaled each digit's longer side to 20 px ...
 MNIST_CENTRE = (14, 14)  # ... and put its centre of mass at the centre of the 28x28 frame
 PAPER_TILES = 4  # the paper's level is read in tiles of a quarter of the picture's longer side ...
 PAPER_PERCENTILE = 10  # ... as the level below 90% of a tile's pixels: ink rarely covers more of a tile
+DARK_FRAME = 0.8  # light ink on dark paper only where this share of the frame is dark: strokes can cover 3/4
 MIN_CONTRAST = 32  # the strokes must stand this far (of 255) above the paper to count as a digit
 MIN_PIECE = 0.03  # pieces of ink smaller than this share of the largest piece are specks
 JOIN_GAP = 0.5  # pieces closer to each other than this share of the largest piece's size form the digit
@@ -177,24 +178,26 @@ def _ink_map(pixels):
 
 
 def _dark_ink(grey):
-    """True for dark ink on light paper, False for light on dark: measured against a median over half
-    the picture (paper), the ink is the long tail of the brightness, whatever the light does to the paper."""
-    small = transform.rescale(grey, min(1, 64 / max(grey.shape)), anti_aliasing=True)  # the median is cheap at 64 px
-    paper = ndimage.median_filter(small, size=max(3, max(small.shape) // 2), mode="nearest")
-    return np.sum((grey - transform.resize(paper, grey.shape)) ** 3) < 0
+    """True for dark ink on light paper, False for light on dark, judged on the picture's frame: the paper runs
+    along most of it, even when the digit is cropped tight, as strokes touch the frame only at a few places."""
+    frame = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
+    return np.mean(frame < filters.threshold_otsu(grey)) < DARK_FRAME
 
 
 def _paper(pixels):
     """The paper's level under bright ink, uneven light and tint included: a low percentile in tiles,
-    interpolated between their centres. The tiles hold only the picture's own pixels, so ink along an
-    edge is not taken for paper (as it is by a filter that extends the edge outwards)."""
+    interpolated between their centres; a tile that a thick stroke fills takes the level of the tiles around it.
+    The tiles hold only the picture's own pixels, so ink along an edge is not taken for paper (as it is by a
+    filter that extends the edge outwards)."""
     height, width = pixels.shape[:2]
     counts = [math.ceil(side * PAPER_TILES / max(height, width)) for side in (height, width)]  # tiles along a side
     tile = [math.ceil(side / count) for side, count in zip((height, width), counts, strict=True)]  # even, no sliver
     levels = measure.block_reduce(
         pixels, (*tile, 1), np.nanpercentile, cval=np.nan, func_kwargs={"q": PAPER_PERCENTILE}
     )
-    return transform.resize(levels, pixels.shape, mode="edge")
+    around = ndimage.grey_opening(levels, size=(3, 3, 1))  # the paper's level in the tiles around each tile
+    inked = levels - around > (255 - around) / 2  # over halfway to full ink: filled by a stroke (shadows are lighter)
+    return transform.resize(np.where(inked, around, levels), pixels.shape, mode="edge")
 
 
 def _find_digit(ink):

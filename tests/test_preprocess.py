@@ -203,6 +203,27 @@ def test_thick_and_low_res_scans_read_as_well_as_thin_ones(trained_model, scans)
     assert right["thick"] >= right["thin"] and right["low_res"] >= right["thin"], right
 
 
+@pytest.fixture(scope="module")
+def tight_scans(mnist):
+    """The digits of `scans`, cropped tight: thick and low-res ink covers half the picture or more."""
+    _, (digits, labels) = mnist
+    tight = {}
+    for kind in KINDS:
+        pictures, truth = stroke_test_images(kind, "tight", digits, labels, count=40)
+        tight[kind] = np.stack([preprocess_image(picture) for picture in pictures]), truth
+    return tight
+
+
+def test_tight_crops_of_thick_strokes_keep_their_polarity_and_read_as_well_as_thin_ones(
+    trained_model, scans, tight_scans
+):
+    for kind in ("thick", "low_res"):
+        pairs = zip(tight_scans[kind][0], scans[kind][0], strict=True)
+        assert min(similarity(tight, wide) for tight, wide in pairs) > 0.5, kind  # below 0: the paper came out as ink
+    right = {kind: np.mean(read_digits(trained_model, tight_scans[kind][0]) == tight_scans[kind][1]) for kind in KINDS}
+    assert right["thick"] >= right["thin"], right
+
+
 def test_faint_ink_is_a_digit_and_fainter_is_not(seven):
     assert correlation(preprocess_image(draw_seven(ink=185, paper=235)), seven) > 0.95
     with pytest.raises(ValueError, match="no digit found"):
