@@ -6,17 +6,24 @@ Everything stays on this machine: the server listens on 127.0.0.1 only, makes no
 """
 
 import argparse
+import hashlib
+import io
+import os
+import tempfile
 from functools import partial
 from pathlib import Path
 
 import gradio as gr
 import numpy as np
+from PIL import Image
 
 from quiet_keras import import_keras_quietly
 
 ZOOM = 10  # the 28x28 input is shown at 280x280, each pixel a 10x10 square
 CANVAS_SIZE = (400, 400)
 PROMPT = "Draw a digit on the canvas, or upload a photo of one."
+UNLIKE_A_DIGIT = "This does not look much like a digit: the network is unsure (see README)."
+PICTURE_DIR = Path(tempfile.gettempdir()) / "mnist-digit-sum-demo"  # the enlarged inputs shown in the page
 DRAW, UPLOAD = "Draw", "Upload a photo"  # the two tabs
 # The canvas at the start and after "Clear": white paper and a clear layer to draw on. Gradio picks the brush for
 # a canvas with a background, and loading the layer uses up the canvas's first change, which Gradio ignores.
@@ -68,8 +75,23 @@ def read_picture(model, source, addend, name):
         reason = next((words for key, words in PLAIN_WORDS.items() if key in str(error)), "It is not a usable image.")
         return None, None, None, None, f"**Could not read {name}.** {reason}"
     pixels = np.rint(network_input[..., 0]).astype(np.uint8)
-    picture = pixels.repeat(ZOOM, axis=0).repeat(ZOOM, axis=1)  # sharp squares rather than a blur
+    picture = picture_file(pixels.repeat(ZOOM, axis=0).repeat(ZOOM, axis=1))  # sharp squares rather than a blur
     return network_input, picture, *change_addend(model, network_input, addend)
+
+
+def picture_file(pixels):
+    """A PNG file of `pixels`, named by its content and written whole before it appears under that name.
+    (Given an array, Gradio rewrites one such file in place for every request, and two requests for the same
+    picture at once could send a half-written file.)"""
+    data = io.BytesIO()
+    Image.fromarray(pixels).save(data, "png")
+    path = PICTURE_DIR / f"{hashlib.sha256(data.getvalue()).hexdigest()}.png"
+    if not path.exists():
+        PICTURE_DIR.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=PICTURE_DIR, suffix=".tmp", delete=False) as staged:
+            staged.write(data.getvalue())
+        os.replace(staged.name, path)
+    return str(path)
 
 
 def change_addend(model, network_input, addend):
@@ -80,6 +102,8 @@ def change_addend(model, network_input, addend):
         return gr.skip(), gr.skip(), gr.skip()
     predicted = predict_digit_and_sum(model, network_input[..., 0], addend)
     status = describe(int(predicted["digit"][0]), addend, int(predicted["sum"][0]))
+    if not predicted["looks_like_a_digit"][0]:
+        status += f"<br>{UNLIKE_A_DIGIT}"
     return bars(predicted["digit_probability"][0]), bars(predicted["sum_probability"][0]), status
 
 

@@ -85,7 +85,9 @@ def test_photo_is_read_and_added(model, path, addend):
     digit = int(path.name[0])
     network_input, picture, digit_bars, sum_bars, status = demo.read_photo(model, str(path), addend)
     assert network_input.shape == (28, 28, 1)
-    assert picture.shape == (28 * demo.ZOOM, 28 * demo.ZOOM) and picture.dtype == np.uint8
+    with Image.open(picture) as shown:
+        expected = np.rint(network_input[..., 0]).astype(np.uint8).repeat(demo.ZOOM, 0).repeat(demo.ZOOM, 1)
+        np.testing.assert_array_equal(np.asarray(shown), expected)
     assert max(digit_bars, key=digit_bars.get) == str(digit)
     assert max(sum_bars, key=sum_bars.get) == str(digit + addend)
     assert status == f"**{digit} + {addend} = {digit + addend}**"
@@ -96,6 +98,24 @@ def test_drawing_is_read_and_added(model):
     assert max(digit_bars, key=digit_bars.get) == "7" and max(sum_bars, key=sum_bars.get) == "10"
     assert status == "**7 + 3 = 10**"
     assert demo.change_addend(model, network_input, 8)[2] == "**7 + 8 = 15**"  # the same input, a new addend
+
+
+def test_a_scribble_is_answered_with_a_warning_and_a_digit_without(model):
+    click = Image.new("L", demo.CANVAS_SIZE, 255)  # a single click of the brush: a dot
+    ImageDraw.Draw(click).ellipse([190, 190, 210, 210], fill=0)
+    *_, status = demo.read_drawing(model, canvas_value(np.asarray(click)), 3)
+    assert status.endswith(f"<br>{demo.UNLIKE_A_DIGIT}")
+    *_, status = demo.read_drawing(model, canvas_value(drawn_seven()), 3)
+    assert demo.UNLIKE_A_DIGIT not in status
+
+
+def test_the_same_picture_is_one_file_written_whole(tmp_path, monkeypatch):
+    monkeypatch.setattr(demo, "PICTURE_DIR", tmp_path)
+    pixels = np.arange(28 * 28, dtype=np.uint8).reshape(28, 28)
+    first, again = demo.picture_file(pixels), demo.picture_file(pixels.copy())
+    assert first == again and [path.name for path in tmp_path.iterdir()] == [Path(first).name]
+    with Image.open(first) as shown:
+        np.testing.assert_array_equal(np.asarray(shown), pixels)
 
 
 def test_bars_are_probabilities(model):
