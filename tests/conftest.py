@@ -16,9 +16,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # no C++ start-up chatter fr
 
 # Locally Hypothesis draws new inputs every run and remembers failing ones in .hypothesis/ (not in git).
 # In CI (which sets $CI) every run draws the same inputs, so a red build can be rerun and reproduced.
-settings.register_profile("ci", derandomize=True, database=None)
-if os.environ.get("CI"):
-    settings.load_profile("ci")
+# No deadline in either: an example that is slow on a busy machine is not a failure.
+settings.register_profile("local", deadline=None)
+settings.register_profile("ci", derandomize=True, database=None, deadline=None)
+settings.load_profile("ci" if os.environ.get("CI") else "local")
 
 
 TENSORFLOW_LOG_LINE = re.compile(r"^(WARNING: All log messages before absl|[IWE]\d{4} \d\d:\d\d:\d\d)")

@@ -43,29 +43,75 @@ def test_original_model_has_its_parameters_its_one_hot_path_and_loads_safely(tmp
         np.testing.assert_allclose(loaded(inputs)[name], model(inputs)[name], rtol=1e-5, atol=1e-6)
 
 
-def test_clock_times_threshold_crossings_and_stops_at_the_cap():
-    clock = bench.TrainingClock(cap_seconds=3600)
-    model = types.SimpleNamespace(stop_training=False)
-    clock.set_model(model)
-    clock.on_train_begin()
-    for epoch, accuracy in enumerate([0.990, 0.995, 0.993, 0.997]):
-        clock.on_epoch_begin(epoch)
-        clock.on_train_batch_end(0)
-        clock.on_epoch_end(epoch, {"val_digit_accuracy": accuracy})
-    first_995, first_997 = (clock.reached[threshold] for threshold in bench.THRESHOLDS)
-    assert 0 < first_995 < first_997  # 99.4% first reached in epoch 2, 99.6% in epoch 4
-    assert len(clock.epochs) == 4 and not model.stop_training
+class FakeClock:
+    """time.perf_counter, set by hand: `now` is what the next call returns."""
 
-    clock.cap_seconds = 0  # the cap has passed: the next step stops training
-    clock.on_train_batch_end(1)
-    assert model.stop_training and clock.capped
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    fake = FakeClock()
+    monkeypatch.setattr(bench.time, "perf_counter", fake)
+    return fake
+
+
+def test_clock_times_the_first_crossing_of_each_threshold_and_each_epochs_steps(clock):
+    """Epoch e runs from 10e s: its steps end at 10e + 8 s, its validation at 10e + 9 s."""
+    training = bench.TrainingClock(cap_seconds=3600)
+    model = types.SimpleNamespace(stop_training=False)
+    training.set_model(model)
+    training.on_train_begin()
+    for epoch, accuracy in enumerate([0.990, 0.995, 0.993, 0.997, 0.998]):
+        clock.now = 10 * epoch
+        training.on_epoch_begin(epoch)
+        clock.now += 8
+        training.on_train_batch_end(0)
+        clock.now += 1
+        training.on_epoch_end(epoch, {"val_digit_accuracy": accuracy})
+    assert training.reached == {0.994: 19, 0.996: 39}  # 99.4% first in epoch 1 (again in 3 and 4), 99.6% in 3
+    assert [epoch["training_seconds"] for epoch in training.epochs] == [8] * 5
+    assert [epoch["val_digit_accuracy"] for epoch in training.epochs] == [0.990, 0.995, 0.993, 0.997, 0.998]
+    assert not model.stop_training and not training.capped
+
+
+def test_clock_stops_training_at_the_first_step_past_the_cap(clock):
+    training = bench.TrainingClock(cap_seconds=30)
+    model = types.SimpleNamespace(stop_training=False)
+    training.set_model(model)
+    training.on_train_begin()
+    training.on_epoch_begin(0)
+    clock.now = 29.9
+    training.on_train_batch_end(0)
+    assert not model.stop_training and not training.capped
+    clock.now = 30
+    training.on_train_batch_end(1)
+    assert model.stop_training and training.capped
+
+
+def test_latency_is_the_median_and_95th_percentile_of_the_timed_calls(clock):
+    """20 untimed calls of 1 s, then calls of 1, 2, ..., 100 ms."""
+    durations = iter([1.0] * 20 + [milliseconds / 1000 for milliseconds in range(1, 101)])
+
+    def call():
+        clock.now += next(durations)
+
+    median, p95 = bench.milliseconds_per_call(call, 100)
+    assert median == pytest.approx(50.5) and p95 == pytest.approx(95.05)
+    with pytest.raises(StopIteration):  # exactly 120 calls were made
+        call()
 
 
 @pytest.fixture(scope="module")
 def quick_reports(mnist, tmp_path_factory):
-    """Run `bench.py --quick` into a temporary folder; return (report.json, report.md)."""
+    """Run `bench.py --quick` into a temporary folder; return (report.json, report.md). The cap is one no loaded
+    machine reaches in two quick epochs: the epochs, not the clock, end each run."""
     output_dir = tmp_path_factory.mktemp("bench")
-    assert bench.main(["--quick", "--output-dir", str(output_dir)]) == 0
+    assert bench.main(["--quick", "--cap-seconds", "3600", "--output-dir", str(output_dir)]) == 0
     report = json.loads((output_dir / bench.REPORT_JSON).read_text())
     return report, (output_dir / bench.REPORT_MD).read_text()
 
@@ -81,7 +127,6 @@ def test_quick_benchmark_trains_and_measures_both_models(quick_reports):
     assert models["original"]["test_digit_accuracy"] >= 0.75 and models["original"]["test_sum_accuracy"] >= 0.15
     for model in models.values():
         assert model["epochs_run"] == bench.QUICK["max_epochs"] and model["stopped_by"] == "max epochs"
-        assert model["latency_median_ms"] <= model["latency_p95_ms"]
     ratio = report["ratios"]["flops_per_image"]
     assert ratio == pytest.approx(models["project"]["flops_per_image"] / models["original"]["flops_per_image"])
     assert "| Parameters | 184,365 | 347,277 | 0.53 | lower |" in markdown and "Quick mode" in markdown

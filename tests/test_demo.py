@@ -179,6 +179,21 @@ def test_import_loads_serves_prints_and_writes_nothing(monkeypatch, tmp_path, ca
     assert capsys.readouterr() == ("", "") and not any(tmp_path.iterdir())
 
 
+def test_the_page_is_served_to_this_machine_only(monkeypatch, model):
+    """127.0.0.1 (not 0.0.0.0, which opens the page, and the network, to every machine around), no share link,
+    no analytics, the chosen port."""
+    served = {}
+
+    def launch(app, **options):
+        served.update(options, analytics=app.analytics_enabled)
+
+    monkeypatch.setattr("evaluate_func.load_saved_model", lambda path: model)
+    monkeypatch.setattr("gradio.Blocks.launch", launch)
+    demo.main(["--port", "7861"])
+    assert served["server_name"] == "127.0.0.1" and served["server_port"] == 7861
+    assert served["share"] is False and served["analytics"] is False
+
+
 @pytest.fixture
 def bad_model_files(tmp_path):
     """A missing file, a file that is no model, and model.zip with a stretch of its compressed bytes zeroed."""

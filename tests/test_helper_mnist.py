@@ -162,32 +162,37 @@ def history_logs(epochs=3):
     return {column: rng.random(epochs).tolist() for column in HISTORY_COLUMNS if column != "epoch"}
 
 
-def assert_curves(fig, epochs, first_epoch=1):
-    """Both panels draw training and validation of both heads over the epochs, and mark the epoch of the lowest
-    validation loss, the one train.py keeps."""
+def assert_curves(fig, logs, first_epoch=1):
+    """Both panels draw training and validation of both heads over the epochs, each line from its own column
+    (the losses; one minus the accuracies), and mark the epoch of the lowest validation loss, the one train.py
+    keeps."""
     loss, error = fig.axes
     assert [loss.get_title(), error.get_title()] == ["loss", "error rate (1 - accuracy)"]
-    for ax in fig.axes:
+    epochs = len(logs["loss"])
+    columns = {"digit training": "digit_{}", "digit validation": "val_digit_{}", "sum training": "sum_{}"}
+    columns["sum validation"] = "val_sum_{}"
+    for ax, measure in ((loss, "loss"), (error, "accuracy")):
         *curves, best = ax.get_lines()
-        labels = [line.get_label() for line in curves]
-        assert labels == ["digit training", "digit validation", "sum training", "sum validation"]
+        assert [line.get_label() for line in curves] == list(columns)
         for line in curves:
             assert line.get_xdata().tolist() == list(range(first_epoch, first_epoch + epochs))
-        assert best.get_label() == f"lowest validation loss (epoch {best.get_xdata()[0]})"
+            column = np.array(logs[columns[line.get_label()].format(measure)])
+            np.testing.assert_allclose(line.get_ydata(), column if measure == "loss" else 1 - column)
+        kept = first_epoch + int(np.argmin(logs["val_loss"]))
+        assert best.get_label() == f"lowest validation loss (epoch {kept})" and best.get_xdata()[0] == kept
 
 
 def test_training_curves_from_a_dict_of_lists():
     logs = history_logs()
     fig = helper_mnist.plot_training_curves(logs)
-    assert_curves(fig, 3)
-    np.testing.assert_allclose(fig.axes[1].get_lines()[3].get_ydata(), 1 - np.array(logs["val_sum_accuracy"]))
+    assert_curves(fig, logs)
     assert fig.axes[1].get_yscale() == "log" and "error rate" in fig.axes[1].get_title()
 
 
 def test_training_curves_from_a_keras_history():
     history = keras.callbacks.History()
     history.history, history.epoch = history_logs(4), [2, 3, 4, 5]  # a run resumed at epoch 2
-    assert_curves(helper_mnist.plot_training_curves(history), 4, first_epoch=3)
+    assert_curves(helper_mnist.plot_training_curves(history), history.history, first_epoch=3)
 
 
 def test_training_curves_from_the_csv_log_with_a_learning_rate_column(tmp_path):
@@ -196,28 +201,29 @@ def test_training_curves_from_the_csv_log_with_a_learning_rate_column(tmp_path):
     rows += [",".join(map(str, [epoch] + [logs[c][epoch] for c in HISTORY_COLUMNS[1:]] + [1e-3])) for epoch in range(5)]
     (tmp_path / "training_history.log").write_text("\n".join(rows) + "\n")
     fig = helper_mnist.plot_training_curves(tmp_path / "training_history.log", path=tmp_path / "c.png")
-    assert_curves(fig, 5)
-    assert np.allclose(fig.axes[0].get_lines()[0].get_ydata(), logs["digit_loss"])
+    assert_curves(fig, logs)
     assert is_png(tmp_path / "c.png")
 
 
 def test_training_curves_of_train_py_tell_the_averaged_from_the_live_validation_and_mark_the_kept_epoch():
     logs = history_logs(4)
     logs["val_loss"] = [0.5, 0.2, 0.3, 0.4]
-    for head in ("digit", "sum"):
-        logs[f"val_live_{head}_loss"], logs[f"val_live_{head}_accuracy"] = [0.1] * 4, [0.9, 0.95, 0.97, 0.98]
+    for head, shift in (("digit", 0.0), ("sum", 0.01)):
+        logs[f"val_live_{head}_loss"] = [0.1 + shift, 0.2, 0.3, 0.4]
+        logs[f"val_live_{head}_accuracy"] = [0.9 - shift, 0.95, 0.97, 0.98]
     fig = helper_mnist.plot_training_curves(logs)
-    error = fig.axes[1]
-    lines = {line.get_label(): line for line in error.get_lines()}
-    assert set(lines) == {
-        "digit training", "digit validation, averaged weights", "digit validation, live weights",
-        "sum training", "sum validation, averaged weights", "sum validation, live weights",
-        "lowest validation loss (epoch 2)",
+    columns = {  # label -> the log column it draws, as {} of "loss" or "accuracy"
+        "digit training": "digit_{}", "digit validation, averaged weights": "val_digit_{}",
+        "digit validation, live weights": "val_live_digit_{}", "sum training": "sum_{}",
+        "sum validation, averaged weights": "val_sum_{}", "sum validation, live weights": "val_live_sum_{}",
     }  # fmt: skip
-    np.testing.assert_allclose(lines["sum validation, live weights"].get_ydata(), [0.1, 0.05, 0.03, 0.02])
-    averaged = lines["digit validation, averaged weights"].get_ydata()
-    np.testing.assert_allclose(averaged, 1 - np.array(logs["val_digit_accuracy"]))
-    assert lines["lowest validation loss (epoch 2)"].get_xdata()[0] == 2
+    for ax, measure in zip(fig.axes, ("loss", "accuracy"), strict=True):
+        lines = {line.get_label(): line for line in ax.get_lines()}
+        assert set(lines) == {*columns, "lowest validation loss (epoch 2)"}
+        for label, column in columns.items():
+            values = np.array(logs[column.format(measure)])
+            np.testing.assert_allclose(lines[label].get_ydata(), values if measure == "loss" else 1 - values)
+        assert lines["lowest validation loss (epoch 2)"].get_xdata()[0] == 2
 
 
 def test_training_curves_name_the_kept_epoch_as_a_whole_number_when_the_log_reads_epochs_as_floats():
@@ -263,6 +269,10 @@ def test_confusion_matrix_writes_every_nonzero_count(size, tmp_path):
     ax = fig.axes[0]
     assert ax.get_title() == "sums" and len(fig.axes) == 2  # the matrix and its colour bar
     assert written_numbers(ax) == sorted(matrix[matrix > 0].astype(float).tolist())
+    for text in ax.texts:  # each count in its cell: row = true class, column = predicted
+        column, row = text.get_position()
+        assert float(text.get_text()) == matrix[round(row), round(column)]
+    np.testing.assert_array_equal(ax.get_images()[0].get_array(), matrix)
     assert [label.get_text() for label in ax.get_xticklabels()] == [str(i) for i in range(size)]
     assert is_png(tmp_path / "m.png")
 

@@ -118,6 +118,16 @@ def test_specks_are_ignored():
     np.testing.assert_allclose(preprocess_image(specked), preprocess_image(clean), atol=1)
 
 
+@pytest.mark.parametrize("corner", [(4, 4), (282, 282)], ids=["top-left", "bottom-right"])
+def test_a_smudge_in_a_corner_is_not_part_of_the_digit(corner):
+    """A 14x14 smudge, too big for a speck (about 9% of the 7's ink), far from the digit."""
+    clean = draw_seven(size=(300, 300), box=(100, 80, 180, 200))
+    smudged = clean.copy()
+    row, col = corner
+    smudged[row : row + 14, col : col + 14] = 40
+    np.testing.assert_allclose(preprocess_image(smudged), preprocess_image(clean), atol=1)
+
+
 def test_a_detached_stroke_stays_with_the_digit():
     def four(bar_end):
         image = Image.new("L", (200, 220), 240)
