@@ -41,10 +41,11 @@ clean:
 	rm -rf checkpoints runs .pytest_cache .ruff_cache .hypothesis
 
 # Mutation testing ([tool.mutmut] in pyproject.toml): mutmut copies the project into mutants/, plants one
-# small bug at a time in data_creation.py and evaluate_func.py and reruns the unit tests that reach it;
+# small bug at a time in data_creation.py, evaluate_func.py, helper_mnist.py, train.py and bench.py and reruns
+# the unit tests that reach it (the fast ones: what trains is marked slow and left out);
 # a bug no test notices survives. Each run starts afresh. Slow, so not part of `make test`.
 .PHONY: mutants
-mutants: $(BIN)/activate  ## mutation score of the unit tests of data_creation.py and evaluate_func.py
+mutants: $(BIN)/activate  ## mutation score of the unit tests (about half an hour on 2 cores)
 	rm -rf mutants
 	$(BIN)/mutmut run
 	$(BIN)/mutmut results
