@@ -14,6 +14,7 @@ import zipfile
 
 import keras
 import numpy as np
+from scipy.ndimage import gaussian_filter
 from sklearn.model_selection import train_test_split
 
 IMAGE_SIZE = 28
@@ -21,6 +22,9 @@ NUM_DIGITS = 10  # digits 0-9, and addends 0-9
 NUM_SUMS = 19  # sums 0-18
 EVALUATION_BATCH = 512  # images per batch where the network only evaluates or predicts
 MNIST_KEYS = ("x_train", "y_train", "x_test", "y_test")
+REQUIRED_AUGMENTATION = {"max_rotation", "max_shift", "zoom_range"}  # augment_images' keyword arguments
+ALL_AUGMENTATION = REQUIRED_AUGMENTATION | {"elastic_pixels"}
+ELASTIC_SMOOTHNESS = 4.0  # pixels: the blur (Gaussian sigma) of an elastic warp's random field
 
 
 # --------------------------------------------------------------------------- loading
@@ -223,11 +227,14 @@ def train_validation_split(images, digits, validation_size, seed):
 # --------------------------------------------------------------------------- augmentation
 
 
-def augment_images(images, rng, max_rotation, max_shift, zoom_range):
+def augment_images(images, rng, max_rotation, max_shift, zoom_range, elastic_pixels=0.0):
     """Rotate (degrees), shift (pixels) and zoom each of a batch of (B, 28, 28) uint8 images at random.
 
     One affine transform per image, bilinear, with a black border; never a flip
-    (a flipped 2 or 5 is not the same digit).
+    (a flipped 2 or 5 is not the same digit). With `elastic_pixels` > 0, every
+    pixel is also moved by a smooth random field (Simard et al., 2003): noise
+    blurred over ELASTIC_SMOOTHNESS pixels, scaled to move pixels by
+    `elastic_pixels` on average (root mean square), like a hand that wobbles.
     """
     count, height, width = images.shape
     angle = np.deg2rad(rng.uniform(-max_rotation, max_rotation, count))
@@ -242,6 +249,10 @@ def augment_images(images, rng, max_rotation, max_shift, zoom_range):
     out_c = cols - center_c - shift[:, 1, None, None].astype(np.float32)
     src_r = cos * out_r - sin * out_c + center_r
     src_c = sin * out_r + cos * out_c + center_c
+    if elastic_pixels > 0:
+        field = gaussian_filter(rng.standard_normal((2, count, height, width)), ELASTIC_SMOOTHNESS, axes=(2, 3))
+        field *= elastic_pixels / np.sqrt(np.mean(field**2, axis=(0, 2, 3), keepdims=True))
+        src_r, src_c = src_r + field[0].astype(np.float32), src_c + field[1].astype(np.float32)
     # Bilinear reads at (src_r, src_c), in coordinates of the images padded with a black border.
     padded = np.pad(images.astype(np.float32), ((0, 0), (1, 1), (1, 1))).ravel()
     src_r, src_c = np.clip(src_r + 1, 0, height), np.clip(src_c + 1, 0, width)
@@ -293,8 +304,9 @@ class MnistSumDataset(keras.utils.PyDataset):
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         if augment_epochs is not None and (not isinstance(augment_epochs, int) or augment_epochs < 0):
             raise ValueError(f"augment_epochs must be None or an integer >= 0, got {augment_epochs!r}")
-        if augmentation is not None and set(augmentation) != {"max_rotation", "max_shift", "zoom_range"}:
-            raise ValueError(f"augmentation needs max_rotation, max_shift and zoom_range, got {sorted(augmentation)}")
+        if augmentation is not None and not REQUIRED_AUGMENTATION <= set(augmentation) <= ALL_AUGMENTATION:
+            needs = f"{sorted(REQUIRED_AUGMENTATION)}, and may have elastic_pixels"
+            raise ValueError(f"augmentation needs {needs}, got {sorted(augmentation)}")
         self.images, self.batch_size, self.seed = images, batch_size, seed
         self.digits = one_per_image(digits, "digits", NUM_DIGITS, len(self.images))
         self.training = addends is None

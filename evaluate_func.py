@@ -19,6 +19,7 @@ import zlib
 
 import keras
 import numpy as np
+from scipy.ndimage import shift as shift_image
 from sklearn.metrics import classification_report, confusion_matrix
 
 from data_creation import (
@@ -39,6 +40,9 @@ MAX_UNCOMPRESSED_BYTES = 256 * 2**20  # the model is ~2 MB; anything near this i
 # Below this top digit probability an input "does not look much like a digit": 0.5% of MNIST's validation digits
 # fall below it with the committed model (experiments/digit_or_not.py chose and measured it; EXPERIMENTS.md).
 DIGIT_CONFIDENCE_FLOOR = 0.70
+NO_SHIFT = ((0, 0),)
+# Test-time augmentation: the image as it is and moved one pixel up, down, left and right; (rows, columns).
+ONE_PIXEL_SHIFTS = ((0, 0), (-1, 0), (1, 0), (0, -1), (0, 1))
 
 # --------------------------------------------------------------------------- loading
 
@@ -160,11 +164,13 @@ def _compiled_call(model):
     return _compiled_calls[model]
 
 
-def predict_digit_and_sum(model, images, addends):
+def predict_digit_and_sum(model, images, addends, shifts=NO_SHIFT):
     """Predict the digit in each image and its sum with the addend.
 
     `images`: one (28, 28) image or a batch, MNIST pixels (0-255, white on
-    black); `addends`: one int 0-9 for every image, or one per image. Returns
+    black); `addends`: one int 0-9 for every image, or one per image; `shifts`:
+    the (rows, columns) by which each image is moved, black filling in, the
+    probabilities being averaged over them (e.g. ONE_PIXEL_SHIFTS). Returns
     a dict of `digit` and `sum` (int arrays), their probabilities
     `digit_probability` (N, 10) and `sum_probability` (N, 19), and
     `looks_like_a_digit` (bool): the top digit probability reaches
@@ -175,12 +181,10 @@ def predict_digit_and_sum(model, images, addends):
     if len(addends) == 1:  # one addend for every image
         addends = np.repeat(addends, len(images))
     addends = one_per_image(addends, "addends", NUM_DIGITS, len(images))
-    call = _compiled_call(model)
-    batches = [slice(start, start + EVALUATION_BATCH) for start in range(0, len(images), EVALUATION_BATCH)]
-    outputs = [call({"image": images[batch], "addend": encode_addends(addends[batch])}) for batch in batches]
-    digit_probability, sum_probability = (
-        np.concatenate([keras.ops.convert_to_numpy(output[head]) for output in outputs]) for head in ("digit", "sum")
-    )
+    probabilities = [
+        _predict_probabilities(model, shift_image(images, (0, *offset, 0), order=0), addends) for offset in shifts
+    ]
+    digit_probability, sum_probability = (np.mean(heads, axis=0) for heads in zip(*probabilities, strict=True))
     return {
         "digit": digit_probability.argmax(axis=1),
         "sum": sum_probability.argmax(axis=1),
@@ -188,6 +192,16 @@ def predict_digit_and_sum(model, images, addends):
         "sum_probability": sum_probability,
         "looks_like_a_digit": digit_probability.max(axis=1) >= DIGIT_CONFIDENCE_FLOOR,
     }
+
+
+def _predict_probabilities(model, images, addends):
+    """The digit's and the sum's probabilities for checked images (N, 28, 28, 1) and addends (N,)."""
+    call = _compiled_call(model)
+    batches = [slice(start, start + EVALUATION_BATCH) for start in range(0, len(images), EVALUATION_BATCH)]
+    outputs = [call({"image": images[batch], "addend": encode_addends(addends[batch])}) for batch in batches]
+    return tuple(
+        np.concatenate([keras.ops.convert_to_numpy(output[head]) for output in outputs]) for head in ("digit", "sum")
+    )
 
 
 # --------------------------------------------------------------------------- evaluation

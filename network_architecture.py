@@ -72,7 +72,7 @@ def number_line_head(digit, addend):
     its logits is one weight, which the optimizer moves by about one learning rate per step.)"""
     hidden = layers.Dense(ADDEND_UNITS, activation="relu", name="addend_hidden")(addend)
     addend_value = layers.Dense(NUM_DIGITS, activation="softmax", name="addend_value")(hidden)
-    return AddDistributions(name="sum")([digit, addend_value])
+    return AddDistributions(dtype="float32", name="sum")([digit, addend_value])
 
 
 def outer_product_head(digit, addend):
@@ -82,60 +82,88 @@ def outer_product_head(digit, addend):
     pairs = layers.Multiply(name="digit_addend_pairs")([digit_column, addend_row])
     pairs = layers.Flatten(name="pair_features")(pairs)
     hidden = layers.Dense(SUM_UNITS, activation="relu", name="sum_hidden")(pairs)
-    return layers.Dense(NUM_SUMS, activation="softmax", name="sum")(hidden)
+    return layers.Dense(NUM_SUMS, activation="softmax", dtype="float32", name="sum")(hidden)
 
 
 def concat_mlp_head(digit, addend):
     """The digit's probabilities next to the addend one-hot (20 numbers) -> dense -> the 19 sums."""
     both = layers.Concatenate(name="digit_and_addend")([digit, addend])
     hidden = layers.Dense(SUM_UNITS, activation="relu", name="sum_hidden")(both)
-    return layers.Dense(NUM_SUMS, activation="softmax", name="sum")(hidden)
+    return layers.Dense(NUM_SUMS, activation="softmax", dtype="float32", name="sum")(hidden)
 
 
 SUM_HEADS = {"outer_product": outer_product_head, "concat_mlp": concat_mlp_head, "number_line": number_line_head}
 
 
-def build_model(sum_head=DEFAULT_SUM_HEAD):
+def build_model(sum_head=DEFAULT_SUM_HEAD, width=1.0):
     """Return the uncompiled functional model with inputs `image`, `addend` and outputs `digit`, `sum`.
 
     `sum_head` names one of `SUM_HEADS`. Valid convolutions shrink the maps
     quickly (28 -> 24 -> 12 -> 10 -> 8 -> 4 -> 2) and the widths grow as they
     shrink, which keeps the cost near 3 M multiply-adds per image: small enough
-    to train in minutes on a laptop CPU.
+    to train in minutes on a laptop CPU. `width` multiplies the number of
+    filters and units of the image branch. The outputs are float32 under any
+    dtype policy (e.g. "mixed_bfloat16"), so that losses and saved
+    probabilities keep full precision.
     """
     if sum_head not in SUM_HEADS:
         raise ValueError(f"sum_head must be one of {sorted(SUM_HEADS)}, got {sum_head!r}")
+    if not width > 0:
+        raise ValueError(f"width must be a positive number, got {width!r}")
+    filters = [round(width * count) for count in FILTERS]
     image = keras.Input((IMAGE_SIZE, IMAGE_SIZE, 1), name="image")
     addend = keras.Input((NUM_DIGITS,), name="addend")
 
     x = layers.Rescaling(1 / 255, name="scale_pixels")(image)  # 0-255 -> 0-1 inside the model
-    x = conv_block(x, FILTERS[0], 5, "conv1", pool=True)  # 28 -> 24 -> 12x12x16
-    x = conv_block(x, FILTERS[1], 3, "conv2")  # 10x10x48
-    x = conv_block(x, FILTERS[2], 3, "conv3", pool=True)  # 8 -> 4x4x64
-    x = conv_block(x, FILTERS[3], 3, "conv4")  # 2x2x128
+    x = conv_block(x, filters[0], 5, "conv1", pool=True)  # 28 -> 24 -> 12x12x16
+    x = conv_block(x, filters[1], 3, "conv2")  # 10x10x48
+    x = conv_block(x, filters[2], 3, "conv3", pool=True)  # 8 -> 4x4x64
+    x = conv_block(x, filters[3], 3, "conv4")  # 2x2x128
     x = layers.Flatten(name="flatten")(x)
     x = layers.Dropout(DROPOUT, name="features_dropout")(x)
-    x = layers.Dense(DENSE_UNITS, activation="relu", name="features")(x)
+    x = layers.Dense(round(width * DENSE_UNITS), activation="relu", name="features")(x)
     x = layers.Dropout(DROPOUT, name="head_dropout")(x)
-    digit = layers.Dense(NUM_DIGITS, activation="softmax", name="digit")(x)
+    digit = layers.Dense(NUM_DIGITS, activation="softmax", dtype="float32", name="digit")(x)
     total = SUM_HEADS[sum_head](digit, addend)
     return keras.Model({"image": image, "addend": addend}, {"digit": digit, "sum": total}, name="mnist_digit_sum")
 
 
-def compile_model(model, learning_rate, weight_decay, ema_momentum):
+@keras.saving.register_keras_serializable(package="mnist_digit_sum")
+class AdamWWithEMAWarmup(keras.optimizers.AdamW):
+    """AdamW whose weight average warms up: at step t its momentum is min(ema_momentum, (1 + t) / (10 + t)),
+    so the average starts out as the live weights and lengthens its memory as training goes on (as
+    TensorFlow's ExponentialMovingAverage does with `num_updates`). Keras' optimizers update their
+    average in `_update_model_variables_moving_average`; this subclass replaces that one step."""
+
+    def _update_model_variables_moving_average(self, trainable_variables):
+        if not self.use_ema:
+            return
+        step = ops.cast(self.iterations, "float32")
+        momentum = ops.minimum(self.ema_momentum, (1 + step) / (10 + step))
+        for variable, average in zip(trainable_variables, self._model_variables_moving_average, strict=True):
+            if average is not None:
+                weight = ops.cast(momentum, variable.dtype)
+                average.assign(weight * average + (1 - weight) * variable)
+
+
+def compile_model(model, learning_rate, weight_decay, ema_momentum, label_smoothing=0.0, ema_warmup=False):
     """AdamW, and categorical cross-entropy and accuracy on both one-hot outputs, keyed by output name.
 
     `learning_rate` is a float or a schedule. The optimizer keeps a moving average
     of the weights (`use_ema`; momentum 0.999 averages about the last 1,000 steps),
     which `keras.callbacks.SwapEMAWeights` puts in the model to evaluate and save.
+    `label_smoothing` moves that share of each one-hot target evenly onto all classes;
+    `ema_warmup` uses `AdamWWithEMAWarmup`.
     """
-    optimizer = keras.optimizers.AdamW(
+    optimizer_class = AdamWWithEMAWarmup if ema_warmup else keras.optimizers.AdamW
+    optimizer = optimizer_class(
         learning_rate=learning_rate, weight_decay=weight_decay, use_ema=True, ema_momentum=ema_momentum
     )
+    loss = keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing)
     model.compile(
         optimizer=optimizer,
         jit_compile=False,  # XLA trains this small model more slowly on a CPU (EXPERIMENTS.md)
-        loss={"digit": "categorical_crossentropy", "sum": "categorical_crossentropy"},
+        loss={"digit": loss, "sum": loss},
         metrics={"digit": ["accuracy"], "sum": ["accuracy"]},
     )
     return model

@@ -44,6 +44,10 @@ WEIGHT_DECAY = 1e-4
 EMA_STEPS = 2_000  # the weights are averaged over about this many steps (a fifth of the run at most)
 AUGMENTATION = dict(max_rotation=10.0, max_shift=2.0, zoom_range=0.1)  # degrees, pixels, share of the size
 CLEAN_EPOCHS = 2  # the last epochs train on the images as they are, like the test images (at most half the run)
+LABEL_SMOOTHING = 0.0
+WIDTH = 1.0  # multiplies the image branch's filters and units
+EMA_WARMUP = False  # True: the average's momentum grows from 0 over the first steps
+PRECISION = "float32"  # Keras' dtype policy: "float32" or "mixed_bfloat16"
 QUICK = dict(train_images=5_000, validation_images=1_000, test_images=2_000, epochs=2)
 # -----------------------------------------------------------------------------
 
@@ -112,15 +116,25 @@ def ema_momentum(steps_per_epoch, epochs):
 
 
 def recipe_model(steps_per_epoch, epochs, sum_head=None):
-    """The network with the named sum head (None: build_model's default), compiled with the recipe's
-    schedule, weight decay and weight average."""
+    """The network with the named sum head (None: build_model's default) in the recipe's width and
+    precision, compiled with its schedule, weight decay, weight average and label smoothing."""
+    import keras
+
     from network_architecture import DEFAULT_SUM_HEAD, build_model, compile_model
 
+    previous_policy = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(PRECISION)  # the layers keep the policy they are built with
+    try:
+        model = build_model(sum_head or DEFAULT_SUM_HEAD, WIDTH)
+    finally:
+        keras.config.set_dtype_policy(previous_policy)
     return compile_model(
-        build_model(sum_head or DEFAULT_SUM_HEAD),
+        model,
         learning_rate=learning_rate_schedule(steps_per_epoch, epochs),
         weight_decay=WEIGHT_DECAY,
         ema_momentum=ema_momentum(steps_per_epoch, epochs),
+        label_smoothing=LABEL_SMOOTHING,
+        ema_warmup=EMA_WARMUP,
     )
 
 
@@ -210,6 +224,10 @@ def train_model(
             "ema_momentum": float(model.optimizer.ema_momentum),
             "augmentation": AUGMENTATION,
             "augmented_epochs": train_data.augment_epochs,
+            "label_smoothing": LABEL_SMOOTHING,
+            "width": WIDTH,
+            "ema_warmup": EMA_WARMUP,
+            "precision": PRECISION,
             "quick": quick,
             "strategy": strategy,
             "sum_head": sum_head or DEFAULT_SUM_HEAD,

@@ -16,7 +16,6 @@ there is skipped, so a killed study continues where it stopped.
 """
 
 import argparse
-import csv
 import sys
 import tempfile
 from pathlib import Path
@@ -24,6 +23,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project's modules, from any directory
+
+from results_file import append_result, mean_and_sd, read_results  # noqa: E402
 
 from data_creation import NUM_DIGITS  # noqa: E402  (after the path is set)
 
@@ -143,24 +144,6 @@ def run_one(head, withheld, seed, epochs, data_path=None, quick=False):
     return row
 
 
-def read_results(path):
-    """The rows of a results file (none when it does not exist)."""
-    if not Path(path).exists():
-        return []
-    with open(path, newline="") as handle:
-        return list(csv.DictReader(handle))
-
-
-def append_result(path, row):
-    """Append one run's row to the results file, with the header when the file is new."""
-    new = not Path(path).exists()
-    with open(path, "a", newline="") as handle:
-        writer = csv.DictWriter(handle, FIELDS)
-        if new:
-            writer.writeheader()
-        writer.writerow(row)
-
-
 def summary_table(rows):
     """Markdown: per head and withheld set, the mean and standard deviation over seeds of each accuracy."""
     groups = {}
@@ -177,15 +160,6 @@ def summary_table(rows):
             f"| {head} | {withheld} | {epochs} | {len(runs)} | {runs[0]['head_parameters']} | {' | '.join(cells)} |"
         )
     return "\n".join(lines)
-
-
-def mean_and_sd(values):
-    """'mean ± sd' (sample standard deviation; 0 for one value), or '-' for values that are all NaN."""
-    values = np.array(values)
-    if np.isnan(values).all():
-        return "-"
-    spread = values.std(ddof=1) if len(values) > 1 else 0.0
-    return f"{values.mean():.2f} ± {spread:.2f}"
 
 
 def parse_args(argv=None):
@@ -224,7 +198,7 @@ def main(argv=None):
                 if (head, withheld, seed, args.epochs) in done:
                     continue
                 row = run_one(head, withheld, seed, args.epochs, args.data, args.quick)
-                append_result(args.results, row)
+                append_result(args.results, row, FIELDS)
                 print(
                     f"{head:13} {withheld:8} seed {seed}: digit {row['test_digit_accuracy']:.2%}, "
                     f"seen sums {row['seen_sum_accuracy']:.2%}, unseen sums {row['unseen_sum_accuracy']:.2%} "

@@ -13,7 +13,8 @@ from evaluate_func import read_addend_values
 from network_architecture import SUM_HEADS, AddDistributions, build_model
 
 sys.path.insert(0, str(ROOT / "experiments"))
-import unseen_pairs  # noqa: E402  (after the path is set)
+import results_file  # noqa: E402  (after the path is set)
+import unseen_pairs  # noqa: E402
 
 
 def random_distributions(rng, rows, classes):
@@ -185,7 +186,7 @@ def test_the_summary_table_gives_mean_and_spread_over_seeds():
     ]  # fmt: skip
     last = unseen_pairs.summary_table(rows).splitlines()[-1]
     assert last == "| h | latin10 | 4 | 2 | 110 | 98.00 ± 1.41 | 50.00 ± 0.00 | 90.00 ± 0.00 | 20.00 ± 14.14 |"
-    assert unseen_pairs.mean_and_sd([float("nan")]) == "-"
+    assert results_file.mean_and_sd([float("nan")]) == "-"
 
 
 # ----------------------------------------------------------------------------- the experiment itself
