@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 MNIST_NPZ ?= $(abspath $(wildcard ../shared/data/mnist.npz))
 export MNIST_NPZ
 
-.PHONY: train test lint bench notebook demo unseen-pairs clean
+.PHONY: train test lint bench notebook demo unseen-pairs study clean
 
 $(BIN)/activate: requirements.txt requirements-dev.txt pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,9 @@ demo: $(BIN)/activate  ## draw a digit in the browser: http://127.0.0.1:7860
 
 unseen-pairs: $(BIN)/activate  ## does it add? train with (digit, addend) pairs withheld, score the unseen ones
 	$(BIN)/python experiments/unseen_pairs.py $(ARGS)
+
+study: $(BIN)/activate  ## which recipe choices help? arms x seeds, paired with the base by seed (hours)
+	$(BIN)/python experiments/seeded_study.py $(ARGS)
 
 notebook: $(BIN)/activate  ## execute the notebook in place, outputs included
 	$(BIN)/jupyter nbconvert --to notebook --execute --inplace \

@@ -233,8 +233,8 @@ def augment_images(images, rng, max_rotation, max_shift, zoom_range, elastic_pix
     One affine transform per image, bilinear, with a black border; never a flip
     (a flipped 2 or 5 is not the same digit). With `elastic_pixels` > 0, every
     pixel is also moved by a smooth random field (Simard et al., 2003): noise
-    blurred over ELASTIC_SMOOTHNESS pixels, scaled to move pixels by
-    `elastic_pixels` on average (root mean square), like a hand that wobbles.
+    blurred over ELASTIC_SMOOTHNESS pixels, scaled so that a pixel moves
+    `elastic_pixels` along each axis (root mean square), like a hand that wobbles.
     """
     count, height, width = images.shape
     angle = np.deg2rad(rng.uniform(-max_rotation, max_rotation, count))

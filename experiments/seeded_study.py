@@ -28,9 +28,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project's modules, from any directory
 
-from results_file import append_result, mean_and_sd, read_results  # noqa: E402
-
 import train  # noqa: E402  (after the path is set)
+from results_file import append_result, mean_and_sd, read_results  # noqa: E402
 
 RESULTS_FILE = Path(__file__).with_name("seeded_study.csv")
 QUICK_RESULTS = Path("runs/quick/seeded_study.csv")

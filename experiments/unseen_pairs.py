@@ -24,9 +24,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project's modules, from any directory
 
-from results_file import append_result, mean_and_sd, read_results  # noqa: E402
-
 from data_creation import NUM_DIGITS  # noqa: E402  (after the path is set)
+from results_file import append_result, mean_and_sd, read_results  # noqa: E402
 
 RESULTS_FILE = Path(__file__).with_name("unseen_pairs.csv")
 QUICK_RESULTS = Path("runs/quick/unseen_pairs.csv")

@@ -277,6 +277,43 @@ def test_augmentation_without_any_transform_is_the_identity(mnist):
     np.testing.assert_array_equal(unchanged, x_train[:16])
 
 
+class UniformField:
+    """A stand-in random generator: no rotation, shift or zoom, and an elastic field that is the same everywhere."""
+
+    def uniform(self, low, high, size):
+        return np.zeros(size) if low < 0 else np.ones(size)  # angles and shifts 0, scale 1
+
+    def standard_normal(self, size):
+        return np.ones(size)
+
+
+def test_an_elastic_field_is_scaled_to_move_pixels_elastic_pixels_along_each_axis(mnist):
+    (x_train, _), _ = mnist
+    still = dict(max_rotation=10.0, max_shift=2.0, zoom_range=0.1)
+    moved = augment_images(x_train[:8], UniformField(), **still, elastic_pixels=2.0)
+    np.testing.assert_array_equal(moved[:, :-2, :-2], x_train[:8, 2:, 2:])  # read 2 pixels down and right
+
+
+def test_an_elastic_warp_moves_a_dot_by_about_its_strength():
+    images = np.zeros((400, 28, 28), np.uint8)
+    images[:, 12:15, 12:15] = 255
+    still = dict(max_rotation=0.0, max_shift=0.0, zoom_range=0.0)
+    warped = augment_images(images, np.random.default_rng(0), **still, elastic_pixels=2.0).astype(float)
+    rows, cols = np.mgrid[0:28, 0:28]
+    mass = warped.sum(axis=(1, 2))
+    centre = np.stack([(warped * rows).sum(axis=(1, 2)), (warped * cols).sum(axis=(1, 2))], axis=1) / mass[:, None]
+    assert 1.5 < np.sqrt(np.mean((centre - 13) ** 2)) < 2.5
+
+
+def test_an_elastic_strength_of_zero_is_the_affine_warp_alone(mnist):
+    (x_train, _), _ = mnist
+    affine = dict(max_rotation=10.0, max_shift=2.0, zoom_range=0.1)
+    alone = augment_images(x_train[:32], np.random.default_rng(3), **affine)
+    np.testing.assert_array_equal(
+        alone, augment_images(x_train[:32], np.random.default_rng(3), **affine, elastic_pixels=0.0)
+    )
+
+
 def test_rows_and_columns_shift_independently(mnist):
     (x_train, _), _ = mnist
     images = x_train[:1000]

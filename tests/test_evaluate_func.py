@@ -10,6 +10,7 @@ from conftest import ROOT
 
 from data_creation import EVALUATION_BATCH, as_mnist_batch, evaluation_addends
 from evaluate_func import (
+    ONE_PIXEL_SHIFTS,
     addition_table,
     evaluate_model,
     predict_digit_and_sum,
@@ -70,6 +71,24 @@ def test_predictions_are_the_networks_inference_output(untrained_model):
         result = predict_digit_and_sum(untrained_model, images, addends)
         np.testing.assert_allclose(result["digit_probability"], expected["digit"], rtol=1e-5, atol=1e-7)
         np.testing.assert_allclose(result["sum_probability"], expected["sum"], rtol=1e-5, atol=1e-7)
+
+
+def moved_by(images, rows, cols):
+    """(N, 28, 28) images moved down `rows` and right `cols` pixels (at most one), black coming in."""
+    padded = np.pad(images, ((0, 0), (1, 1), (1, 1)))
+    return padded[:, 1 - rows : 29 - rows, 1 - cols : 29 - cols]
+
+
+def test_test_time_shifts_average_the_probabilities_of_the_shifted_images(untrained_model):
+    images = np.random.default_rng(1).integers(0, 256, (5, 28, 28)).astype(np.float32)
+    averaged = predict_digit_and_sum(untrained_model, images, 4, shifts=ONE_PIXEL_SHIFTS)
+    one_by_one = [predict_digit_and_sum(untrained_model, moved_by(images, *shift), 4) for shift in ONE_PIXEL_SHIFTS]
+    for output in ("digit_probability", "sum_probability"):
+        expected = np.mean([result[output] for result in one_by_one], axis=0)
+        np.testing.assert_allclose(averaged[output], expected, rtol=1e-5, atol=1e-7)
+        assert not np.array_equal(averaged[output], one_by_one[0][output])  # the shifts count
+    np.testing.assert_array_equal(averaged["digit"], averaged["digit_probability"].argmax(axis=1))
+    assert sorted(ONE_PIXEL_SHIFTS) == [(-1, 0), (0, -1), (0, 0), (0, 1), (1, 0)]
 
 
 def test_predictions_over_several_compiled_batches_stay_in_order():

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from data_creation import MnistSumDataset, evaluation_addends
-from network_architecture import build_model, compile_model, save_model_plot
+from network_architecture import AdamWWithEMAWarmup, build_model, compile_model, save_model_plot
 
 
 def weights_of(model):
@@ -29,6 +29,55 @@ def test_addend_reaches_only_the_sum_head(untrained_model):
     five = untrained_model({"image": image, "addend": np.eye(10)[[5]]})
     np.testing.assert_array_equal(three["digit"], five["digit"])
     assert not np.allclose(three["sum"], five["sum"])
+
+
+def test_width_multiplies_the_image_branch_and_leaves_the_heads():
+    wide = build_model(width=1.5)
+    assert [wide.get_layer(f"conv{i}_conv").filters for i in range(1, 5)] == [24, 72, 96, 192]
+    assert wide.get_layer("features").units == 192
+    assert wide.get_layer("sum_hidden").units == build_model().get_layer("sum_hidden").units
+    with pytest.raises(ValueError, match="width must be a positive number, got 0"):
+        build_model(width=0)
+
+
+@pytest.mark.parametrize("head", ["outer_product", "number_line", "concat_mlp"])
+def test_under_mixed_bfloat16_the_layers_compute_in_bfloat16_and_the_outputs_are_float32(head):
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        model = build_model(head)
+    finally:
+        keras.config.set_dtype_policy(previous)
+    assert model.get_layer("conv2_conv").compute_dtype == "bfloat16"
+    outputs = model({"image": np.zeros((2, 28, 28, 1), "float32"), "addend": np.eye(10)[:2]})
+    assert {name: keras.backend.standardize_dtype(output.dtype) for name, output in outputs.items()} == {
+        "digit": "float32",
+        "sum": "float32",
+    }
+
+
+def test_the_warmed_up_average_starts_as_the_live_weights_and_lengthens_its_memory():
+    """After step t (from 0) the average is m * average + (1 - m) * weight with m = min(0.99, (1 + t) / (10 + t))."""
+    weight = keras.Variable([1.0])
+    optimizer = AdamWWithEMAWarmup(learning_rate=0.1, weight_decay=0.0, use_ema=True, ema_momentum=0.99)
+    optimizer.build([weight])
+    average = 1.0  # the average starts as the initial weight
+    for step in range(40):
+        optimizer.apply_gradients([(keras.ops.convert_to_tensor([1.0]), weight)])
+        momentum = min(0.99, (1 + step) / (10 + step))
+        average = momentum * average + (1 - momentum) * float(weight.numpy()[0])
+    optimizer.finalize_variable_values([weight])  # puts the average in the weight
+    assert float(weight.numpy()[0]) == pytest.approx(average, rel=1e-5)
+
+
+def test_label_smoothing_moves_that_share_of_each_target_onto_every_class():
+    smoothed = compile_model(build_model(), 1e-3, 1e-4, 0.99, label_smoothing=0.1)
+    inputs = {"image": np.zeros((4, 28, 28, 1), "float32"), "addend": np.eye(10)[:4]}
+    targets = {"digit": np.eye(10)[[1, 2, 3, 4]], "sum": np.eye(19)[[1, 3, 5, 7]]}
+    logs = smoothed.evaluate(inputs, targets, verbose=0, return_dict=True)
+    predicted = smoothed.predict(inputs, verbose=0)
+    soft = 0.9 * targets["digit"] + 0.1 / 10
+    assert logs["digit_loss"] == pytest.approx(-np.mean(np.sum(soft * np.log(predicted["digit"]), axis=1)), rel=1e-4)
 
 
 def test_each_head_is_scored_by_its_cross_entropy_and_accuracy():

@@ -26,6 +26,24 @@ def test_the_last_epochs_train_on_unaugmented_images(digit_images):
     assert train.training_data(images, digits, 8, 1, seed=0).augment_epochs == 1
 
 
+def test_the_recipes_width_precision_smoothing_and_warm_up_reach_the_model(monkeypatch):
+    import keras
+
+    import train
+    from network_architecture import AdamWWithEMAWarmup
+
+    plain = train.recipe_model(100, 4)
+    assert plain.get_layer("conv1_conv").filters == 16 and plain.get_layer("conv2_conv").compute_dtype == "float32"
+    assert type(plain.optimizer) is keras.optimizers.AdamW
+    for name, value in dict(WIDTH=1.5, PRECISION="mixed_bfloat16", LABEL_SMOOTHING=0.1, EMA_WARMUP=True).items():
+        monkeypatch.setattr(train, name, value)
+    changed = train.recipe_model(100, 4)
+    assert changed.get_layer("conv1_conv").filters == 24 and changed.get_layer("conv2_conv").compute_dtype == "bfloat16"
+    assert keras.config.dtype_policy().name == "float32"  # the global policy is put back
+    assert type(changed.optimizer) is AdamWWithEMAWarmup
+    assert {head: loss.label_smoothing for head, loss in changed.loss.items()} == {"digit": 0.1, "sum": 0.1}
+
+
 def test_learning_rate_warms_up_linearly_then_decays_to_zero():
     import train
 
