@@ -130,3 +130,60 @@ def test_quick_benchmark_trains_and_measures_both_models(quick_reports):
     ratio = report["ratios"]["flops_per_image"]
     assert ratio == pytest.approx(models["project"]["flops_per_image"] / models["original"]["flops_per_image"])
     assert "| Parameters | 184,365 | 347,277 | 0.53 | lower |" in markdown and "Quick mode" in markdown
+
+
+def made_up_report(quick=False):
+    """A report as bench.main writes it, with round numbers; the original never reaches 99.6%."""
+    model = {
+        "description": "a model",
+        "epochs_run": 18,
+        "stopped_by": "max epochs",
+        "parameters": 200_000,
+        "flops_per_image": 6_000_000,
+        "training_images_per_second": 4_000.4,
+        "seconds_to_99.4%": 150.2,
+        "seconds_to_99.6%": 210.7,
+        "test_digit_accuracy": 0.9967,
+        "test_sum_accuracy": 0.9966,
+        "inference_images_per_second": 18_000,
+        "latency_median_ms": 0.855,
+        "latency_p95_ms": 1.234,
+        "peak_memory_mib": 900.4,
+    }
+    original = model | {"description": "the original", "parameters": 400_000, "seconds_to_99.6%": None}
+    ratios = {key: model[key] / original[key] if model[key] and original[key] else None for key, *_ in bench.METRICS}
+    machine = dict(cpu="Some CPU", instruction_set="AVX2", cores=2, load_average_at_start=0.5, python="3.11.7")
+    machine |= dict(libraries="keras 3", date="2026-12-06")
+    settings = dict(quick=quick, max_epochs=18, cap_seconds=720)
+    return {
+        "machine": machine,
+        "settings": settings,
+        "models": {"project": model, "original": original},
+        "ratios": ratios,
+    }
+
+
+def test_the_markdown_report_lays_the_models_side_by_side():
+    lines = bench.markdown_report(made_up_report()).splitlines()
+    assert "Machine: Some CPU (AVX2), 2 cores, load 0.5 at the start; Python 3.11.7, keras 3; 2026-12-06." in lines
+    assert "- **original** (18 epoch(s), stopped by max epochs): the original" in lines
+    assert "| Parameters | 200,000 | 400,000 | 0.50 | lower |" in lines
+    assert "| Training images/s (median epoch) | 4,000 | 4,000 | 1.00 | higher |" in lines
+    assert "| Seconds until validation digit accuracy >= 99.6% | 211 | not reached | n/a | lower |" in lines
+    assert "| Test digit accuracy (last epoch) | 99.67% | 99.67% | 1.00 | higher |" in lines
+    assert "| One-image latency, median (ms) | 0.85 | 0.85 | 1.00 | lower |" in lines
+    assert "| Peak memory (MiB) | 900 | 900 | 1.00 | lower |" in lines
+    assert len([line for line in lines if line.startswith("| ")]) == 1 + len(bench.METRICS)
+    assert not any("Quick mode" in line for line in lines)
+    assert "Quick mode" in bench.markdown_report(made_up_report(quick=True))
+
+
+def test_an_unwritable_output_directory_exits_2_before_any_training(tmp_path, capsys):
+    blocked = tmp_path / "a file"
+    blocked.write_text("not a directory")
+    assert bench.main(["--quick", "--output-dir", str(blocked / "reports")]) == 2
+    assert capsys.readouterr().err.startswith("bench.py: error: ")
+
+
+def test_peak_memory_is_this_processs_high_water_mark_in_mib():
+    assert 10 < bench.peak_memory_mib() < 100_000
