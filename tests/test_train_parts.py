@@ -173,3 +173,38 @@ def test_results_are_replaced_all_or_none(tmp_path, monkeypatch):
     run_bookkeeping.replace_all_or_none(names, staging, output)
     assert {name: (output / name).read_text() for name in names} == {name: f"new {name}" for name in names}
     assert sorted(path.name for path in output.iterdir()) == sorted(names)  # nothing set aside is left
+
+
+def test_the_options_default_to_the_recipe_and_quick_changes_the_epochs_and_folder():
+    import argparse
+    from pathlib import Path
+
+    import train
+
+    full = train.parse_args([])
+    assert (full.epochs, full.batch_size, full.seed, full.output_dir) == (train.EPOCHS, 128, train.SEED, Path("."))
+    assert (full.quick, full.resume, full.strategy, full.data) == (False, False, "default", None)
+    quick = train.parse_args(["--quick"])
+    assert (quick.epochs, quick.output_dir) == (train.QUICK["epochs"], Path("runs/quick"))
+    chosen = train.parse_args(["--quick", "--epochs", "5", "--output-dir", "elsewhere", "--seed", "-3"])
+    assert (chosen.epochs, chosen.output_dir, chosen.seed) == (5, Path("elsewhere"), -3)
+    assert train.positive_int("7") == 7
+    for text, message in (("0", "0 is not a positive integer"), ("-2", "-2 is not"), ("x", "'x' is not an integer")):
+        with pytest.raises(argparse.ArgumentTypeError, match=message):
+            train.positive_int(text)
+
+
+def test_main_trains_with_the_options_given(tmp_path, monkeypatch):
+    import train
+
+    given = {}
+
+    def record_and_stop(*args, **kwargs):
+        given.update(args=args, kwargs=kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train, "train_model", record_and_stop)
+    options = ["--epochs", "3", "--batch-size", "64", "--seed", "5", "--data", "d.npz", "--output-dir", str(tmp_path)]
+    assert train.main([*options, "--resume"]) == 130
+    assert given["args"] == ("d.npz", 3, 64, 5, tmp_path / "checkpoints")
+    assert given["kwargs"] | {"verbose": None} == dict(quick=False, resume=True, strategy="default", verbose=None)
