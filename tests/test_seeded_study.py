@@ -61,6 +61,7 @@ def test_the_table_pairs_each_arm_with_the_base_run_of_the_same_seed():
     assert base[6] == "99.00-99.70" and base[7:11] == ["", "", "", ""]
     assert wider[:3] == ["| wider_fewer_epochs", "0,1", "99.72 ± 0.03"]
     assert wider[7:11] == ["0.07 ± 0.04"] * 4  # mean and sd of +0.10 and +0.04
+    assert wider[11] == "0.00 ± 0.00"  # test-time augmentation changes nothing in these made-up runs
     assert wider[-1] == "100 |"
 
 
