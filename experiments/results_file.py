@@ -31,4 +31,4 @@ def mean_and_sd(values, digits=2):
     if values.size == 0 or np.isnan(values).all():
         return "-"
     spread = values.std(ddof=1) if len(values) > 1 else 0.0
-    return f"{values.mean():.{digits}f} ± {spread:.{digits}f}"
+    return f"{round(values.mean(), digits) + 0.0:.{digits}f} ± {spread:.{digits}f}"  # + 0.0: never "-0.00"

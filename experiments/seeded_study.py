@@ -46,6 +46,7 @@ ARMS = {  # arm: the train.py constants it changes
     "no_weight_average": {"EMA_STEPS": 1},  # momentum 0: the "average" is the live weights
     "ema_warmup": {"EMA_WARMUP": True},
     "bfloat16": {"PRECISION": "mixed_bfloat16"},
+    "label_smoothing+bfloat16": {"LABEL_SMOOTHING": 0.1, "PRECISION": "mixed_bfloat16"},  # the two that gained
 }
 FIELDS = (
     "arm", "seed", "epochs", "parameters", "best_epoch", "val_digit_accuracy", "val_sum_accuracy",

@@ -80,3 +80,12 @@ def test_a_tiny_run_trains_the_arms_recipe_and_restores_train_pys(mnist, monkeyp
         if field.endswith("accuracy"):
             assert 0.0 <= row[field] <= 1.0, field
     assert row["training_seconds"] > 0 and row["code_version"]
+
+
+def test_a_cell_is_mean_and_sample_sd_and_never_minus_zero():
+    from results_file import mean_and_sd
+
+    assert mean_and_sd([1.0, 2.0]) == "1.50 ± 0.71"
+    assert mean_and_sd([0.7]) == "0.70 ± 0.00"
+    assert mean_and_sd([-0.001, 0.0]) == "0.00 ± 0.00"
+    assert mean_and_sd([]) == "-"
