@@ -35,13 +35,27 @@ def test_the_recipes_width_precision_smoothing_and_warm_up_reach_the_model(monke
     plain = train.recipe_model(100, 4)
     assert plain.get_layer("conv1_conv").filters == 16 and plain.get_layer("conv2_conv").compute_dtype == "float32"
     assert type(plain.optimizer) is keras.optimizers.AdamW
-    for name, value in dict(WIDTH=1.5, PRECISION="mixed_bfloat16", LABEL_SMOOTHING=0.1, EMA_WARMUP=True).items():
+    for name, value in dict(WIDTH=1.5, LABEL_SMOOTHING=0.1, EMA_WARMUP=True).items():
         monkeypatch.setattr(train, name, value)
-    changed = train.recipe_model(100, 4)
+    changed = train.recipe_model(100, 4, precision="mixed_bfloat16")
     assert changed.get_layer("conv1_conv").filters == 24 and changed.get_layer("conv2_conv").compute_dtype == "bfloat16"
     assert keras.config.dtype_policy().name == "float32"  # the global policy is put back
     assert type(changed.optimizer) is AdamWWithEMAWarmup
     assert {head: loss.label_smoothing for head, loss in changed.loss.items()} == {"digit": 0.1, "sum": 0.1}
+
+
+def test_auto_precision_is_bfloat16_only_on_a_cpu_with_bfloat16_units(monkeypatch):
+    import keras
+
+    import train
+
+    for units, expected in ((True, "mixed_bfloat16"), (False, "float32")):
+        monkeypatch.setattr(train, "describe_cpu", lambda units=units: {"bfloat16_units": units})
+        assert train.training_precision() == expected
+    monkeypatch.setattr(keras.distribution, "list_devices", lambda device_type=None: ["gpu:0"])
+    assert train.training_precision() == "float32"  # a GPU trains: the CPU's units do not matter
+    monkeypatch.setattr(train, "PRECISION", "mixed_bfloat16")
+    assert train.training_precision() == "mixed_bfloat16"  # a policy named in the recipe is kept as it is
 
 
 def test_learning_rate_warms_up_linearly_then_decays_to_zero():
