@@ -256,8 +256,8 @@ def main(argv=None):
     """Benchmark both models and write the reports; 0 on success, 2 on bad data or output directory."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="train.py's quick subset, 2 epochs, a 120 s cap")
-    parser.add_argument("--cap-seconds", type=train.positive_int, help="training time cap per model")
-    parser.add_argument("--max-epochs", type=train.positive_int, help="epochs per model at most")
+    parser.add_argument("--cap-seconds", type=run_bookkeeping.positive_int, help="training time cap per model")
+    parser.add_argument("--max-epochs", type=run_bookkeeping.positive_int, help="epochs per model at most")
     parser.add_argument("--data", metavar="PATH", help="mnist.npz (default: $MNIST_NPZ, else Keras' download)")
     parser.add_argument("--seed", type=int, default=train.SEED)
     parser.add_argument("--output-dir", type=Path, help="default: benchmarks (benchmarks/quick with --quick)")

@@ -20,12 +20,13 @@ import numpy as np
 from quiet_keras import import_keras_quietly
 from run_bookkeeping import (
     ARCHIVE_FILE,
-    describe_cpu,
     distribution_strategy,
     ensure_writable,
+    fastest_precision,
     keep_freed_memory,
     live_validation,
     live_weights_swapped_back,
+    positive_int,
     provenance,
     random_state_backup,
     read_log,
@@ -48,7 +49,7 @@ CLEAN_EPOCHS = 2  # the last epochs train on the images as they are, like the te
 LABEL_SMOOTHING = 0.0
 WIDTH = 1.0  # multiplies the image branch's filters and units
 EMA_WARMUP = False  # True: the average's momentum grows from 0 over the first steps
-PRECISION = "auto"  # training's dtype policy: "float32", "mixed_bfloat16", or "auto" (see training_precision)
+PRECISION = "auto"  # training's dtype policy: "float32", "mixed_bfloat16" or "auto" (the faster on this machine)
 QUICK = dict(train_images=5_000, validation_images=1_000, test_images=2_000, epochs=2)
 # -----------------------------------------------------------------------------
 
@@ -78,14 +79,14 @@ def training_data(images, digits, batch_size, epochs, seed, allowed_pairs=None):
     only the `allowed_pairs` of (digit, addend) when given."""
     from data_creation import MnistSumDataset
 
-    augment_epochs = epochs - min(CLEAN_EPOCHS, epochs // 2)
+    augmented = epochs - min(CLEAN_EPOCHS, epochs // 2)
     return MnistSumDataset(
         images,
         digits,
         batch_size,
         seed=seed,
         augmentation=AUGMENTATION,
-        augment_epochs=augment_epochs,
+        augment_epochs=augmented,
         allowed_pairs=allowed_pairs,
     )
 
@@ -114,17 +115,6 @@ def ema_momentum(steps_per_epoch, epochs):
     """The weight average's momentum: a horizon of EMA_STEPS steps, at most a fifth of the run, so that
     the first steps' weights have faded out of the average by its end."""
     return 1 - 1 / max(1.0, min(EMA_STEPS, epochs * steps_per_epoch / 5))
-
-
-def training_precision():
-    """PRECISION, with "auto" resolved: "mixed_bfloat16" when training runs on a CPU with bfloat16 units
-    (avx512_bf16 or amx_bf16), where it is faster and as accurate; "float32" elsewhere."""
-    import keras
-
-    if PRECISION != "auto":
-        return PRECISION
-    on_cpu = not keras.distribution.list_devices("gpu")
-    return "mixed_bfloat16" if on_cpu and describe_cpu()["bfloat16_units"] else "float32"
 
 
 def recipe_model(steps_per_epoch, epochs, sum_head=None, precision="float32"):
@@ -209,7 +199,8 @@ def train_model(
     train_data = training_data(x_train, y_train, batch_size, epochs, seed, allowed_pairs)
     val_data = evaluation_data(x_val, y_val, seed, "validation", allowed_pairs)
 
-    distribution, precision = distribution_strategy(strategy), training_precision()
+    distribution = distribution_strategy(strategy)
+    precision = fastest_precision() if PRECISION == "auto" else PRECISION
     with distribution.scope():
         model = recipe_model(len(train_data), epochs, sum_head, precision)
 
@@ -278,17 +269,6 @@ def parse_args(argv=None):
     args.epochs = args.epochs or (QUICK["epochs"] if args.quick else EPOCHS)
     args.output_dir = args.output_dir or Path("runs/quick" if args.quick else ".")
     return args
-
-
-def positive_int(text):
-    """argparse type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not a positive integer")
-    return value
 
 
 def main(argv=None):

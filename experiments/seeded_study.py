@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project's mo
 
 import train  # noqa: E402  (after the path is set)
 from results_file import append_result, mean_and_sd, read_results  # noqa: E402
+from run_bookkeeping import positive_int, read_log  # noqa: E402
 
 RESULTS_FILE = Path(__file__).with_name("seeded_study.csv")
 QUICK_RESULTS = Path("runs/quick/seeded_study.csv")
@@ -63,8 +64,6 @@ FIELDS = (
 def run_arm(arm, seed, data_path=None, quick=False, epochs=None):
     """Train `arm`'s recipe with `seed` (for `epochs`, when given, instead of the arm's) and return its row."""
     import keras
-
-    from run_bookkeeping import read_log
 
     recipe = mock.patch.multiple(train, **{**BASE_RECIPE, **ARMS[arm]})
     with recipe, tempfile.TemporaryDirectory(prefix="seeded_study-") as work_dir:
@@ -181,7 +180,7 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arms", nargs="+", choices=list(ARMS), default=list(ARMS))
     parser.add_argument("--seeds", nargs="+", type=int, default=SEEDS)
-    parser.add_argument("--epochs", type=train.positive_int, help="every arm this long (default: the arm's own)")
+    parser.add_argument("--epochs", type=positive_int, help="every arm this long (default: the arm's own)")
     parser.add_argument("--data", metavar="PATH", help="mnist.npz (default: $MNIST_NPZ, else Keras' download)")
     parser.add_argument("--results", type=Path, help=f"CSV file (default {RESULTS_FILE}; {QUICK_RESULTS} with --quick)")
     parser.add_argument("--quick", action="store_true", help="train.py's small subset, for a look in a minute")

@@ -57,7 +57,8 @@ def test_every_planned_epoch_runs_and_the_best_one_is_kept(mnist, tmp_path, monk
 
 def test_short_real_training_learns_both_heads(mnist, tmp_path):
     """5,000 MNIST images, 3 epochs: the loss falls every epoch and both heads end far above chance (10%);
-    the live weights' validation shows the progress from the first epoch, the average's lags behind."""
+    the live weights' validation shows the progress from the first epoch, the average's lags behind; the
+    metadata tells what the run did and the saved model gives the test accuracies it records."""
     import train
 
     assert train.main(["--quick", "--epochs", "3", "--seed", "3", "--output-dir", str(tmp_path)]) == 0
@@ -82,6 +83,9 @@ def test_short_real_training_learns_both_heads(mnist, tmp_path):
     assert metadata["training_seconds"] == pytest.approx(sum(row["epoch_seconds"] for row in log), abs=0.1)
     assert metadata["machine"]["instruction_set"] in ("avx512f", "avx2", "avx", "aarch64", "arm64", "x86_64")
     assert model.name == "mnist_digit_sum"
+    # trained in bfloat16 where the CPU has the units; saved computing in float32 on any CPU
+    assert metadata["machine"]["bfloat16_units"] == (settings["precision"] == "mixed_bfloat16")
+    assert {layer.dtype_policy.name for layer in model.layers} == {"float32"}
     for split in ("train", "validation"):  # TensorBoard's logs, one point per epoch
         events = EventAccumulator(str(tmp_path / "checkpoints" / "tensorboard" / split)).Reload()
         assert [event.step for event in events.Tensors("epoch_loss")] == [0, 1, 2]

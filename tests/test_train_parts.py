@@ -44,18 +44,16 @@ def test_the_recipes_width_precision_smoothing_and_warm_up_reach_the_model(monke
     assert {head: loss.label_smoothing for head, loss in changed.loss.items()} == {"digit": 0.1, "sum": 0.1}
 
 
-def test_auto_precision_is_bfloat16_only_on_a_cpu_with_bfloat16_units(monkeypatch):
+def test_the_fastest_precision_is_bfloat16_only_on_a_cpu_with_bfloat16_units(monkeypatch):
     import keras
 
-    import train
+    import run_bookkeeping
 
     for units, expected in ((True, "mixed_bfloat16"), (False, "float32")):
-        monkeypatch.setattr(train, "describe_cpu", lambda units=units: {"bfloat16_units": units})
-        assert train.training_precision() == expected
+        monkeypatch.setattr(run_bookkeeping, "describe_cpu", lambda units=units: {"bfloat16_units": units})
+        assert run_bookkeeping.fastest_precision() == expected
     monkeypatch.setattr(keras.distribution, "list_devices", lambda device_type=None: ["gpu:0"])
-    assert train.training_precision() == "float32"  # a GPU trains: the CPU's units do not matter
-    monkeypatch.setattr(train, "PRECISION", "mixed_bfloat16")
-    assert train.training_precision() == "mixed_bfloat16"  # a policy named in the recipe is kept as it is
+    assert run_bookkeeping.fastest_precision() == "float32"  # a GPU trains: the CPU's units do not matter
 
 
 def test_learning_rate_warms_up_linearly_then_decays_to_zero():
@@ -194,6 +192,7 @@ def test_the_options_default_to_the_recipe_and_quick_changes_the_epochs_and_fold
     from pathlib import Path
 
     import train
+    from run_bookkeeping import positive_int
 
     full = train.parse_args([])
     assert (full.epochs, full.batch_size, full.seed, full.output_dir) == (train.EPOCHS, 128, train.SEED, Path("."))
@@ -202,10 +201,10 @@ def test_the_options_default_to_the_recipe_and_quick_changes_the_epochs_and_fold
     assert (quick.epochs, quick.output_dir) == (train.QUICK["epochs"], Path("runs/quick"))
     chosen = train.parse_args(["--quick", "--epochs", "5", "--output-dir", "elsewhere", "--seed", "-3"])
     assert (chosen.epochs, chosen.output_dir, chosen.seed) == (5, Path("elsewhere"), -3)
-    assert train.positive_int("7") == 7
+    assert positive_int("7") == 7
     for text, message in (("0", "0 is not a positive integer"), ("-2", "-2 is not"), ("x", "'x' is not an integer")):
         with pytest.raises(argparse.ArgumentTypeError, match=message):
-            train.positive_int(text)
+            positive_int(text)
 
 
 def test_main_trains_with_the_options_given(tmp_path, monkeypatch):
